@@ -1,0 +1,126 @@
+// weft/park.hpp: the runtime's low-level blocking interface.
+//
+// This is the only interface that channels/, netpoll/ and the sync primitives
+// build on: park the current fiber, unpark it from anywhere, arm timers, and
+// register an idle poller. User code rarely needs it.
+//
+// The park protocol (why there is no "unlock after switch" hook as in Go's
+// gopark): every park of a fiber has a generation number, its *token*. A
+// waiter first calls prepare_park(), which opens a new generation, publishes
+// the (fiber, token) pair wherever wakers will find it (a wait queue, a
+// timer), releases its own locks, then calls park(). Any number of wakers
+// may race to unpark(parker): exactly one wins the claim (a CAS on the
+// fiber's sync word), whichever order the claim and the switch-out happen in,
+// and stale tokens (from an earlier park of the same fiber, or of a fiber
+// that has ended and whose control block was reused) never match. So a waiter
+// never holds a lock across the switch, and a timer and an event racing to
+// wake one fiber wake it exactly once; the loser learns it lost (unpark
+// returns false) and moves on, e.g. to the next waiter in a queue.
+//
+// Memory safety of the claim: fiber sync words live in a side table that
+// lives as long as the runtime, so unpark() on a stale parker is harmless.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+namespace weft {
+
+using Clock = std::chrono::steady_clock;
+
+// Why park() returned.
+enum class WakeReason : std::uint8_t {
+  Event = 1,    // the awaited event happened (notify, send, data ready...)
+  Timeout = 2,  // a deadline timer fired
+  Cancel = 3,   // the runtime is shutting down and unwinds this fiber
+};
+
+// What a parked fiber waits on: kept per fiber for dumps and deadlock checks.
+enum class WaitKind : std::uint8_t {
+  None, Join, Mutex, CondVar, WaitGroup, Sleep, ChanSend, ChanRecv, Select, Io, Blocking, Other
+};
+
+namespace rt {
+
+struct Fiber;  // opaque control block
+
+// A claim ticket on one park of one fiber. `sync` points at the fiber's sync
+// word, which outlives the fiber, so a stale Parker is harmless.
+struct Parker {
+  Fiber* fiber = nullptr;
+  std::atomic<std::uint64_t>* sync = nullptr;
+  std::uint64_t token = 0;
+};
+
+// Opens a new park generation for the current fiber and records what it waits
+// on. Must be called on a fiber. Publish the result, then call park().
+Parker prepare_park(WaitKind kind, const void* object) noexcept;
+
+// Switches the current fiber out until some unpark(p) wins the claim, and
+// returns the winner's reason. Returns at once if a waker already won.
+WakeReason park(Parker p) noexcept;
+
+// As park(), but also wakes with WakeReason::Timeout once `deadline` has
+// passed (a runtime timer on fibers, a futex timeout on plain threads).
+WakeReason park_until(Parker p, Clock::time_point deadline) noexcept;
+
+// Wakes the fiber of p if p is still its current park and nobody else won it.
+// Callable from any thread, including plain threads outside the runtime.
+// Returns true when this call won the claim.
+bool unpark(Parker p, WakeReason reason = WakeReason::Event) noexcept;
+
+// The current fiber, or nullptr on a plain thread.
+Fiber* current_fiber() noexcept;
+
+// Called by primitives after they cleaned up from a WakeReason::Cancel wake:
+// throws the runtime's (non-std::exception) unwind marker. Do not swallow it.
+[[noreturn]] void throw_unwind();
+
+// True while the runtime shuts down and this fiber should unwind.
+bool should_unwind() noexcept;
+
+// A one-shot timer owned by the caller. fn(a, b, seq) runs on some worker
+// thread, with no lock held, once `when` has passed, unless timer_cancel()
+// removed it first. The callback may still be running when timer_cancel()
+// returns false, so it must touch only memory that outlives the timer (for
+// example: unpark() a Parker by value, which is safe even when stale). The
+// Timer object itself is never touched once its callback has been taken.
+struct Timer {
+  Clock::time_point when{};
+  void (*fn)(void* a, void* b, std::uint64_t seq) = nullptr;
+  void* a = nullptr;
+  void* b = nullptr;
+  std::uint64_t seq = 0;
+  // Internal: the heap holding the timer (nullptr when not armed) and its slot.
+  std::atomic<void*> heap{nullptr};
+  std::uint32_t index = 0;
+};
+
+// Arms t (fields when/fn/a/b/seq set by the caller) on the current worker's
+// timer heap. Must be called on a fiber or a worker.
+void timer_start(Timer& t) noexcept;
+// Disarms t. True if it was armed and is now removed before firing.
+bool timer_cancel(Timer& t) noexcept;
+// Arms t to unpark p with WakeReason::Timeout at `when`.
+void timer_start_unpark(Timer& t, Clock::time_point when, Parker p) noexcept;
+
+// The idle poller (the netpoller) that idle workers block in instead of a
+// futex, as Go's findrunnable blocks in netpoll. At most one worker blocks
+// in poll() at a time, with the next timer deadline as its timeout.
+class IdlePoller {
+ public:
+  virtual ~IdlePoller() = default;
+  // Waits for I/O readiness until `deadline` (Clock::time_point::min():
+  // do not block) and unparks the fibers whose I/O is ready.
+  virtual void poll(Clock::time_point deadline) = 0;
+  // Makes a concurrent or next poll() return promptly. Any thread.
+  virtual void wake() noexcept = 0;
+};
+
+// Registers the poller of the current runtime (call on a fiber). Passing
+// nullptr unregisters. The poller must outlive the registration.
+void set_idle_poller(IdlePoller* p);
+
+}  // namespace rt
+}  // namespace weft

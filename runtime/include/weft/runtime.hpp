@@ -1,0 +1,218 @@
+// weft/runtime.hpp: the runtime, fibers and join handles (API.md "Runtime and
+// fibers").
+//
+// A note on migration: a fiber may resume on another OS thread after any call
+// that parks or yields. thread_local variables are per thread, not per fiber;
+// do not keep the address of one across such a call. errno is saved and
+// restored per fiber, as is the C++ exception-handling state (so a fiber may
+// park inside a catch block).
+//
+// Shutdown: once run()'s main function returns, every fiber still alive is
+// unwound: the next (or current) park, sleep or yield of each throws an
+// internal marker that is not a std::exception. Code that catches (...) must
+// rethrow it, as with thread cancellation.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include <weft/park.hpp>
+
+namespace weft {
+
+struct Options {
+  unsigned workers = 0;         // OS threads; 0: $WEFT_WORKERS, else hardware_concurrency()
+  std::size_t stack_size = 0;   // max stack per fiber (virtual); 0: library default (256 KiB)
+};
+
+namespace detail {
+
+// Thrown through a fiber's frames to unwind it at shutdown. Not a
+// std::exception on purpose: catch (const std::exception&) lets it pass.
+struct FiberUnwind {};
+
+// Shared between a fiber and its JoinHandle. Two references: the fiber's and
+// the handle's; the last one to let go frees it (and, if the fiber's
+// exception was never observed, panics: an exception never disappears).
+struct JoinStateBase {
+  static constexpr std::uintptr_t kRunning = 0, kDone = 1, kJoinerWaiting = 2;
+  // Written by the fiber (kDone, exchange, release) and the joiner
+  // (kJoinerWaiting, CAS, release); each reads the other's write (acquire):
+  // the result fields and `joiner` are published by these operations.
+  std::atomic<std::uintptr_t> state{kRunning};
+  std::atomic<std::uint32_t> refs{2};
+  rt::Parker joiner;          // valid while state == kJoinerWaiting
+  std::exception_ptr error;   // written by the fiber before kDone
+  bool cancelled = false;     // unwound at shutdown
+  std::uint64_t fiber_id = 0;
+  void (*destroy)(JoinStateBase*) = nullptr;
+};
+
+template <class T>
+struct JoinState : JoinStateBase {
+  std::conditional_t<std::is_void_v<T>, std::monostate, std::optional<T>> value;
+  JoinState() { destroy = [](JoinStateBase* b) { delete static_cast<JoinState*>(b); }; }
+};
+
+void join_wait(JoinStateBase* s);                  // parks until the fiber ended
+void join_finish(JoinStateBase* s) noexcept;       // the fiber's last act
+void join_release(JoinStateBase* s) noexcept;      // handle side: drop after join
+void join_detach(JoinStateBase* s) noexcept;       // handle side: drop without join
+[[noreturn]] void throw_cancelled(std::uint64_t fiber_id);
+
+struct SpawnSlot {
+  rt::Fiber* fiber;
+  void* storage;    // room for the fiber's closure
+  std::uint64_t id;
+};
+SpawnSlot spawn_begin(std::size_t size, std::size_t align);
+// Starts the fiber. When called on a fiber, the child runs at once and the
+// caller is queued to continue right after (see scheduler.cpp for why).
+void spawn_commit(rt::Fiber* f, void (*entry)(void*)) noexcept;
+void spawn_abort(rt::Fiber* f) noexcept;
+
+// Runs `entry(arg)` as the main fiber of a new runtime and returns once it
+// and every other fiber have ended.
+void run_main(const Options& opts, void (*entry)(void*), void* arg);
+
+template <class R, class Fn>
+void store_result(JoinState<R>* st, Fn&& fn) noexcept {
+  try {
+    if constexpr (std::is_void_v<R>) {
+      std::forward<Fn>(fn)();
+    } else {
+      st->value.emplace(std::forward<Fn>(fn)());
+    }
+  } catch (const FiberUnwind&) {
+    st->cancelled = true;
+  } catch (...) {
+    st->error = std::current_exception();
+  }
+}
+
+}  // namespace detail
+
+template <class T>
+class JoinHandle {
+ public:
+  JoinHandle() = default;
+  explicit JoinHandle(detail::JoinState<T>* s) noexcept : st_(s) {}
+  JoinHandle(JoinHandle&& o) noexcept : st_(std::exchange(o.st_, nullptr)) {}
+  JoinHandle& operator=(JoinHandle&& o) noexcept {
+    if (this != &o) {
+      detach();
+      st_ = std::exchange(o.st_, nullptr);
+    }
+    return *this;
+  }
+  JoinHandle(const JoinHandle&) = delete;
+  JoinHandle& operator=(const JoinHandle&) = delete;
+  ~JoinHandle() { detach(); }
+
+  // Parks until the fiber ends; returns its value or rethrows its exception.
+  T join() {
+    if (!st_) throw std::logic_error("weft: join() on an empty or already joined JoinHandle");
+    detail::join_wait(st_);
+    struct Release {
+      detail::JoinState<T>* s;
+      ~Release() { detail::join_release(s); }
+    } rel{std::exchange(st_, nullptr)};
+    if (rel.s->error) std::rethrow_exception(rel.s->error);
+    if (rel.s->cancelled) detail::throw_cancelled(rel.s->fiber_id);
+    if constexpr (!std::is_void_v<T>) return std::move(*rel.s->value);
+  }
+  bool done() const noexcept {
+    return st_ && st_->state.load(std::memory_order_acquire) == detail::JoinStateBase::kDone;
+  }
+  bool joinable() const noexcept { return st_ != nullptr; }
+  void detach() noexcept {
+    if (st_) detail::join_detach(std::exchange(st_, nullptr));
+  }
+  // The fiber's id (this_fiber::id() inside it); 0 for an empty handle.
+  std::uint64_t id() const noexcept { return st_ ? st_->fiber_id : 0; }
+
+ private:
+  detail::JoinState<T>* st_ = nullptr;
+};
+
+// Starts a runtime, runs main as its first fiber and returns its result (or
+// rethrows its exception) once every fiber has ended.
+template <class F>
+auto run(F&& main, Options opts = {}) -> std::invoke_result_t<F&> {
+  using R = std::invoke_result_t<F&>;
+  detail::JoinState<R> st;
+  struct Ctx {
+    F* f;
+    detail::JoinState<R>* st;
+  } ctx{&main, &st};
+  detail::run_main(
+      opts,
+      [](void* p) {
+        auto* c = static_cast<Ctx*>(p);
+        detail::store_result(c->st, [c]() -> R { return std::invoke(*c->f); });
+      },
+      &ctx);
+  if (st.error) std::rethrow_exception(st.error);
+  if constexpr (!std::is_void_v<R>) return std::move(*st.value);
+}
+
+// Starts a fiber running f(args...) (decayed copies, invoked as rvalues, as
+// std::thread does) on the current runtime. Must be called on a fiber.
+template <class F, class... A>
+auto go(F&& f, A&&... args) {
+  using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
+  struct Closure {
+    std::decay_t<F> fn;
+    std::tuple<std::decay_t<A>...> args;
+    detail::JoinState<R>* st;
+    static void run(void* p) noexcept {
+      auto* c = static_cast<Closure*>(p);
+      auto* st = c->st;
+      detail::store_result(st, [c]() -> R { return std::apply(std::move(c->fn), std::move(c->args)); });
+      c->~Closure();
+      detail::join_finish(st);
+    }
+  };
+  auto* st = new detail::JoinState<R>();
+  detail::SpawnSlot slot;
+  try {
+    slot = detail::spawn_begin(sizeof(Closure), alignof(Closure));
+  } catch (...) {
+    delete st;
+    throw;
+  }
+  try {
+    ::new (slot.storage) Closure{std::forward<F>(f), {std::forward<A>(args)...}, st};
+  } catch (...) {
+    detail::spawn_abort(slot.fiber);
+    delete st;
+    throw;
+  }
+  st->fiber_id = slot.id;
+  detail::spawn_commit(slot.fiber, &Closure::run);
+  return JoinHandle<R>(st);
+}
+
+// True when called on a weft fiber.
+bool in_fiber() noexcept;
+
+namespace this_fiber {
+void yield();
+void sleep_for(std::chrono::nanoseconds d);
+void sleep_until(Clock::time_point t);
+// Unique for the process lifetime, never 0 for a fiber; 0 on a plain thread.
+std::uint64_t id() noexcept;
+}  // namespace this_fiber
+
+}  // namespace weft

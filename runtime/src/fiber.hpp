@@ -1,0 +1,79 @@
+// fiber.hpp: the fiber control block and its sync word.
+//
+// A Fiber lives in the top bytes of its stack slot (fiber_of_slot), so a
+// parked fiber that used little stack costs one page. Plain threads that
+// park (a std::thread using a weft Mutex or channel) get a thread-local
+// Fiber with is_thread set, parked on a futex instead of switched out.
+//
+// Ownership: all fields but `sync` are touched only by the thread currently
+// running the fiber, or by the scheduler that holds it (switched out, in a
+// queue). Handing a fiber between threads goes through a run queue or the
+// sync word, whose release/acquire pairs publish the fields.
+//
+// The sync word (an atomic<uint64_t> in the arena's side table, outliving
+// the fiber) = generation << 8 | flags:
+//   kSwitched  set by the scheduler (fetch_or, acq_rel) once a parking fiber's
+//              context is saved: from then on a waker may queue it.
+//   kWoken     set by the winning unpark (CAS, acq_rel) with the reason in
+//              bits 2-3. Exactly one waker per generation wins.
+//   kUnwinding set while the fiber unwinds at shutdown: the shutdown sweep
+//              leaves it alone (its destructors may park normally).
+// A parked fiber is: kSwitched set, kWoken clear. A free slot: no flag set.
+// Whoever of {unparker, switch-out} comes second makes the fiber runnable.
+#pragma once
+
+#include <boost/context/detail/fcontext.hpp>
+
+#include <atomic>
+#include <cstdint>
+
+#include <weft/park.hpp>
+
+namespace weft::rt {
+
+namespace bctx = boost::context::detail;
+
+class Runtime;
+struct Worker;
+
+inline constexpr std::uint64_t kSwitched = 1;
+inline constexpr std::uint64_t kWoken = 2;
+inline constexpr std::uint64_t kReasonShift = 2;  // 2 bits
+inline constexpr std::uint64_t kUnwinding = 16;
+inline constexpr int kGenShift = 8;
+
+struct Fiber {
+  bctx::fcontext_t ctx = nullptr;   // saved context while switched out
+  Fiber* next = nullptr;            // intrusive link for the global queue
+  Runtime* rt = nullptr;
+  std::atomic<std::uint64_t>* sync = nullptr;
+  std::uint64_t gen = 0;            // current park generation (owner only)
+  std::uint64_t id = 0;
+  std::uint32_t slot = 0;
+  bool is_thread = false;           // a plain thread's parking block
+  bool unwinding = false;
+  bool is_main = false;
+  WaitKind wait_kind = WaitKind::None;
+  const void* wait_obj = nullptr;
+  void (*entry)(void*) = nullptr;
+  void* closure = nullptr;
+  bool closure_on_heap = false;
+  int saved_errno = 0;
+  void* eh_state[2] = {nullptr, nullptr};  // __cxa_eh_globals of this fiber
+  std::atomic<std::uint32_t> thread_wake{0};  // is_thread only: futex word
+  void* asan_fake_stack = nullptr;
+  void* tsan_fiber = nullptr;
+  std::uint64_t* canary = nullptr;  // Canary guard regime only
+};
+
+// The control block sits at the top of the slot, 64-byte aligned.
+inline constexpr std::size_t kFiberBlock = (sizeof(Fiber) + 63) / 64 * 64;
+inline Fiber* fiber_of_slot(char* slot_top) noexcept {
+  return reinterpret_cast<Fiber*>(slot_top - kFiberBlock);
+}
+
+inline WakeReason reason_of(std::uint64_t v) noexcept {
+  return static_cast<WakeReason>((v >> kReasonShift) & 3);
+}
+
+}  // namespace weft::rt

@@ -1,0 +1,142 @@
+// internal.hpp: the scheduler's shared state (Runtime, Worker, TimerHeap).
+//
+// Lock order (the whole library's list is in HACKING.md):
+//   primitive qlock_ (Mutex/CondVar/WaitGroup/channel)  ->  Runtime::idle_lock
+//   TimerHeap::lock  (a leaf: callbacks run after it is released)
+//   Runtime::gq_lock (a leaf)
+//   StackArena::lock_ (a leaf)
+//
+// Invariants:
+// - A runnable fiber is in exactly one place: a worker's lifo slot, a
+//   worker's run queue, or the global queue. A running fiber is in none and
+//   is Worker::current of exactly one worker.
+// - nspinning counts workers with spinning == true; a worker sleeping in the
+//   idle list is not spinning. wakep() increments nspinning on behalf of the
+//   worker it wakes (Go's rule), so at most one wake is in flight per spinner.
+// - live fibers = sum(spawned) - sum(exited) over the workers, plus the main
+//   fiber until it ends (counted in ext_spawned).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <weft/park.hpp>
+#include <weft/runtime.hpp>
+#include <weft/sync.hpp>
+
+#include "fiber.hpp"
+#include "runqueue.hpp"
+#include "stack.hpp"
+
+namespace weft::rt {
+
+inline std::int64_t to_ns(Clock::time_point t) noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+inline constexpr std::int64_t kNoDeadline = INT64_MAX;
+
+// A min-heap of armed timers ordered by deadline (4-ary, intrusive index).
+class TimerHeap {
+ public:
+  void add(Timer* t) noexcept;
+  bool remove(Timer* t) noexcept;  // t->heap == this was observed; locks
+  // Fires every timer due at `now`; returns how many fired. Callbacks run
+  // with no lock held. With try_only, gives up if the lock is busy.
+  int run_expired(std::int64_t now_ns, bool try_only = false) noexcept;
+  // Earliest deadline, kNoDeadline if none. Relaxed: a hint, re-checked
+  // under the lock before anything fires.
+  std::int64_t next_ns() const noexcept { return next_.load(std::memory_order_relaxed); }
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+
+ private:
+  void sift_up(std::uint32_t i) noexcept;
+  void sift_down(std::uint32_t i) noexcept;
+  void erase_at(std::uint32_t i) noexcept;
+  void place(std::uint32_t i, Timer* t) noexcept {
+    heap_[i] = t;
+    t->index = i;
+  }
+  detail::SpinLock lock_;
+  std::vector<Timer*> heap_;   // guarded by lock_
+  std::atomic<std::int64_t> next_{kNoDeadline};  // written under lock_
+  std::atomic<std::size_t> size_{0};             // written under lock_
+};
+
+struct Worker {
+  Runtime* rt = nullptr;
+  unsigned index = 0;
+  RunQueue q;                     // owner pushes/pops, thieves steal
+  Fiber* lifo = nullptr;          // owner only: the fiber just woken here
+  unsigned lifo_streak = 0;       // consecutive lifo picks (capped)
+  std::uint32_t tick = 0;
+  bool spinning = false;          // owner only; counted in Runtime::nspinning
+  bctx::fcontext_t sched_ctx = nullptr;  // the worker thread's own context
+  Fiber* current = nullptr;       // the fiber running on this worker
+  TimerHeap timers;
+  std::vector<std::uint32_t> stack_cache;  // hot slots, not trimmed
+  std::vector<std::uint32_t> trim_batch;   // slots to trim, then free
+  std::atomic<std::uint32_t> sleep_word{0};  // futex: 0 asleep, 1 woken
+  bool in_idle_list = false;                 // guarded by Runtime::idle_lock
+  bool in_poller = false;                    // guarded by Runtime::idle_lock
+  std::uint64_t id_next = 0, id_end = 0;
+  std::uint64_t rng = 0;
+  // Counters: written by the owner only (relaxed), read by anyone.
+  std::atomic<std::uint64_t> spawned{0}, exited{0}, switches{0}, steals{0}, parks{0};
+  // Per-context state saved across switches for the scheduler context.
+  void* sched_eh[2] = {nullptr, nullptr};
+  void* sched_fake_stack = nullptr;
+  const void* thread_stack_bottom = nullptr;
+  std::size_t thread_stack_size = 0;
+  void* tsan_ctx = nullptr;
+  std::thread thread;
+};
+
+class Runtime {
+ public:
+  explicit Runtime(const Options& opts);
+  ~Runtime();
+
+  unsigned nworkers;
+  std::vector<std::unique_ptr<Worker>> workers;
+  StackArena arena;
+
+  // The global queue: overflow from full run queues, wakes from outside.
+  detail::SpinLock gq_lock;
+  Fiber* gq_head = nullptr;        // guarded by gq_lock
+  Fiber* gq_tail = nullptr;        // guarded by gq_lock
+  std::atomic<std::size_t> gq_size{0};  // written under gq_lock; read as a hint
+
+  // Idle workers.
+  std::atomic<int> nspinning{0};
+  std::atomic<int> nidle{0};               // written under idle_lock
+  detail::SpinLock idle_lock;
+  std::vector<Worker*> idle;               // guarded by idle_lock
+  std::atomic<std::int64_t> sleepers_deadline{kNoDeadline};  // earliest timeout a sleeper uses
+  std::atomic<IdlePoller*> poller{nullptr};
+  std::atomic<bool> poller_busy{false};    // a worker is blocked in poller->poll
+
+  // Lifecycle.
+  std::atomic<bool> stopping{false};       // main ended: fibers unwind
+  std::atomic<bool> exiting{false};        // workers leave their loops
+  std::atomic<std::uint32_t> main_done{0}; // futex
+  std::atomic<std::uint32_t> exit_epoch{0};// futex, bumped per exit while stopping
+  std::atomic<std::uint64_t> ext_spawned{0}, ext_exited{0};
+
+  void inject(Fiber* f) noexcept;                  // global queue + wakep
+  Fiber* pop_global(Worker* w, bool batch) noexcept;
+  void wakep() noexcept;
+  void wake_all_workers() noexcept;
+  bool work_available() const noexcept;
+  std::int64_t earliest_timer() const noexcept;
+  std::uint64_t live_fibers() const noexcept;
+};
+
+Worker* current_worker() noexcept;
+void make_runnable(Fiber* f) noexcept;   // after winning its claim
+void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t val, std::int64_t deadline_ns) noexcept;
+void futex_wake(std::atomic<std::uint32_t>* w, int n) noexcept;
+
+}  // namespace weft::rt

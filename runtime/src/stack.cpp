@@ -1,0 +1,287 @@
+// stack.cpp: stack arenas, guard pages and the overflow handler. See stack.hpp.
+#include "stack.hpp"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <system_error>
+
+#include "fiber.hpp"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+namespace weft::rt {
+namespace {
+
+// Registry of live arenas for the signal handler: fixed slots, CAS-claimed.
+constexpr int kMaxArenas = 64;
+std::atomic<const StackArena*> g_arenas[kMaxArenas];
+
+long read_max_map_count() {
+  long v = 65530;
+  if (FILE* f = std::fopen("/proc/sys/vm/max_map_count", "r")) {
+    if (std::fscanf(f, "%ld", &v) != 1) v = 65530;
+    std::fclose(f);
+  }
+  return v;
+}
+
+GuardMode initial_mode() {
+  const char* e = std::getenv("WEFT_GUARD");
+  if (e && std::strcmp(e, "mprotect") == 0) return GuardMode::Mprotect;
+  if (e && std::strcmp(e, "canary") == 0) return GuardMode::Canary;
+  // Probe MADV_GUARD_INSTALL on a scratch page.
+  long pg = sysconf(_SC_PAGESIZE);
+  void* p = mmap(nullptr, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return GuardMode::Mprotect;
+  bool ok = madvise(p, pg, MADV_GUARD_INSTALL) == 0;
+  munmap(p, 2 * pg);
+  return ok ? GuardMode::Madvise : GuardMode::Mprotect;
+}
+
+}  // namespace
+
+StackArena::StackArena(std::size_t slot_bytes) : page_(static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {
+  slot_bytes_ = (std::max<std::size_t>(slot_bytes, 16 * page_) + page_ - 1) / page_ * page_;
+  chunks_ = new Chunk[kMaxChunks];
+  mode_ = initial_mode();
+  // Each mprotect guard splits a mapping in two; keep well clear of the limit
+  // so the rest of the process (malloc arenas, libraries) can still map.
+  long budget = (read_max_map_count() - 16384) / 2;
+  mprotect_budget_ = budget > 0 ? static_cast<std::size_t>(budget) : 0;
+  if (mode_ == GuardMode::Canary) first_canary_slot_ = 0;
+  for (auto& a : g_arenas) {
+    const StackArena* expected = nullptr;
+    if (a.compare_exchange_strong(expected, this)) break;
+  }
+}
+
+StackArena::~StackArena() {
+  for (auto& a : g_arenas) {
+    const StackArena* expected = this;
+    if (a.compare_exchange_strong(expected, nullptr)) break;
+  }
+  std::size_t n = nchunks_.load();
+  for (std::size_t i = 0; i < n; i++) {
+    munmap(chunks_[i].base, kChunkSlots * slot_bytes_);
+    delete[] chunks_[i].sync;
+  }
+  delete[] chunks_;
+}
+
+void StackArena::add_chunk() {
+  std::size_t n = nchunks_.load(std::memory_order_relaxed);
+  if (n == kMaxChunks)
+    throw std::system_error(ENOMEM, std::generic_category(), "weft: fiber stack arena is full (16M fibers)");
+  void* p = mmap(nullptr, kChunkSlots * slot_bytes_, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    throw std::system_error(errno, std::generic_category(),
+                            "weft: cannot reserve fiber stacks (mmap of " +
+                                std::to_string(kChunkSlots * slot_bytes_ >> 20) +
+                                " MiB; address space or vm.max_map_count exhausted)");
+  chunks_[n].base = static_cast<char*>(p);
+  chunks_[n].sync = new std::atomic<std::uint64_t>[kChunkSlots]();
+  chunks_[n].carved = 0;
+  nchunks_.store(n + 1, std::memory_order_release);
+}
+
+void StackArena::install_guard(std::uint32_t s) {
+  char* base = slot_base(s);
+  if (mode_ == GuardMode::Madvise) {
+    if (madvise(base, page_, MADV_GUARD_INSTALL) == 0) return;
+    throw std::system_error(errno, std::generic_category(), "weft: madvise(MADV_GUARD_INSTALL) failed");
+  }
+  if (s < first_canary_slot_ && mprotect_budget_ > 0) {
+    if (mprotect(base, page_, PROT_NONE) == 0) {
+      mprotect_budget_--;
+      return;
+    }
+    if (errno != ENOMEM) throw std::system_error(errno, std::generic_category(), "weft: mprotect of a guard page failed");
+    // ENOMEM here means the mapping limit: fall through to canaries.
+  }
+  if (first_canary_slot_ == UINT32_MAX) first_canary_slot_ = s;
+}
+
+GuardMode StackArena::guard_mode(std::uint32_t s) const noexcept {
+  if (mode_ == GuardMode::Madvise) return GuardMode::Madvise;
+  return s < first_canary_slot_ ? GuardMode::Mprotect : GuardMode::Canary;
+}
+
+std::uint32_t StackArena::alloc() {
+  std::lock_guard<std::mutex> g(lock_);
+  if (!free_.empty()) {
+    std::uint32_t s = free_.back();
+    free_.pop_back();
+    return s;
+  }
+  std::size_t n = nchunks_.load(std::memory_order_relaxed);
+  if (n == 0 || chunks_[n - 1].carved == kChunkSlots) {
+    add_chunk();
+    n++;
+  }
+  Chunk& c = chunks_[n - 1];
+  std::uint32_t s = static_cast<std::uint32_t>((n - 1) * kChunkSlots + c.carved);
+  install_guard(s);
+  c.carved++;
+  return s;
+}
+
+void StackArena::trim(std::uint32_t* slots, std::size_t n) noexcept {
+  // Coalesce neighbouring slots into one madvise each. The guard page of
+  // each slot survives MADV_DONTNEED (both for guard markers and for
+  // PROT_NONE pages, which hold nothing to drop).
+  std::sort(slots, slots + n);
+  std::size_t i = 0;
+  while (i < n) {
+    std::size_t j = i + 1;
+    while (j < n && slots[j] == slots[j - 1] + 1 && slots[j] % kChunkSlots != 0) j++;
+    char* lo = slot_base(slots[i]) + page_;
+    char* hi = slot_top(slots[j - 1]);
+    madvise(lo, static_cast<std::size_t>(hi - lo), MADV_DONTNEED);
+    i = j;
+  }
+}
+
+void StackArena::free_trimmed(const std::uint32_t* slots, std::size_t n) noexcept {
+  std::lock_guard<std::mutex> g(lock_);
+  free_.insert(free_.end(), slots, slots + n);
+}
+
+bool StackArena::guard_hit(const void* addr, std::uint32_t* slot) const noexcept {
+  auto a = reinterpret_cast<std::uintptr_t>(addr);
+  std::size_t n = nchunks_.load(std::memory_order_acquire);
+  std::size_t span = kChunkSlots * slot_bytes_;
+  for (std::size_t i = 0; i < n; i++) {
+    auto b = reinterpret_cast<std::uintptr_t>(chunks_[i].base);
+    if (a < b || a >= b + span) continue;
+    std::size_t off = a - b;
+    std::uint32_t s = static_cast<std::uint32_t>(i * kChunkSlots + off / slot_bytes_);
+    // A fault anywhere in the guard page, or in the page just above it
+    // (a large frame can jump over part of the guard).
+    if (off % slot_bytes_ < 2 * page_) {
+      *slot = s;
+      return true;
+    }
+    return false;
+  }
+  return false;
+}
+
+const StackArena* StackArena::find(const void* addr) noexcept {
+  for (auto& a : g_arenas) {
+    const StackArena* ar = a.load(std::memory_order_acquire);
+    std::uint32_t s;
+    if (ar && ar->guard_hit(addr, &s)) return ar;
+  }
+  return nullptr;
+}
+
+// ---- the overflow handler ----------------------------------------------------
+
+namespace {
+
+struct sigaction g_old_segv;
+std::once_flag g_handler_once;
+
+std::size_t fmt_u64(char* out, std::uint64_t v) {
+  char tmp[24];
+  std::size_t n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (std::size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+void write_str(const char* s) {
+  std::size_t n = std::strlen(s);
+  while (n) {
+    ssize_t w = ::write(2, s, n);
+    if (w <= 0) return;
+    s += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+void on_segv(int sig, siginfo_t* info, void* uctx) {
+  const StackArena* ar = StackArena::find(info->si_addr);
+  std::uint32_t slot;
+  if (ar && ar->guard_hit(info->si_addr, &slot)) {
+    const Fiber* f = fiber_of_slot(ar->slot_top(slot));
+    char buf[160];
+    std::size_t n = 0;
+    auto put = [&](const char* s) {
+      while (*s && n < sizeof buf - 1) buf[n++] = *s++;
+    };
+    put("weft: fiber ");
+    n += fmt_u64(buf + n, f->id);
+    put(" overflowed its ");
+    n += fmt_u64(buf + n, ar->slot_bytes() / 1024);
+    put(" KiB stack\n");
+    buf[n] = 0;
+    write_str(buf);
+    signal(SIGABRT, SIG_DFL);
+    abort();
+  }
+  // Not ours: hand over to whatever was installed before.
+  if (g_old_segv.sa_flags & SA_SIGINFO) {
+    if (g_old_segv.sa_sigaction) return g_old_segv.sa_sigaction(sig, info, uctx);
+  } else if (g_old_segv.sa_handler != SIG_DFL && g_old_segv.sa_handler != SIG_IGN) {
+    return g_old_segv.sa_handler(sig);
+  }
+  // Default action: re-raise with the default disposition.
+  signal(SIGSEGV, SIG_DFL);
+}
+
+}  // namespace
+
+void install_overflow_handler() {
+  std::call_once(g_handler_once, [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_old_segv);
+  });
+}
+
+void install_altstack() {
+  // One alternate signal stack per thread, released when the thread exits.
+  struct AltStack {
+    void* mem = nullptr;
+    std::size_t size = 64 * 1024;
+    AltStack() {
+      stack_t cur{};
+      if (sigaltstack(nullptr, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) return;  // someone else's
+      void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) return;  // then an overflow dies without our message
+      stack_t ss{};
+      ss.ss_sp = p;
+      ss.ss_size = size;
+      if (sigaltstack(&ss, nullptr) == 0) mem = p; else munmap(p, size);
+    }
+    ~AltStack() {
+      if (!mem) return;
+      stack_t ss{};
+      ss.ss_flags = SS_DISABLE;
+      sigaltstack(&ss, nullptr);
+      munmap(mem, size);
+    }
+  };
+  thread_local AltStack alt;
+  (void)alt;
+}
+
+}  // namespace weft::rt
