@@ -71,7 +71,7 @@ struct Worker {
   RunQueue q;                     // owner pushes/pops, thieves steal
   Fiber* lifo = nullptr;          // owner only: the fiber just woken here
   unsigned lifo_streak = 0;       // consecutive lifo picks (capped)
-  std::uint32_t tick = 0;
+  std::uint32_t countdown = 61;   // picks until the next global-queue check
   bool spinning = false;          // owner only; counted in Runtime::nspinning
   bctx::fcontext_t sched_ctx = nullptr;  // the worker thread's own context
   Fiber* current = nullptr;       // the fiber running on this worker
@@ -87,6 +87,8 @@ struct Worker {
   std::atomic<std::uint64_t> spawned{0}, exited{0}, switches{0}, steals{0}, parks{0};
   // Per-context state saved across switches for the scheduler context.
   void* sched_eh[2] = {nullptr, nullptr};
+  void* eh_globals = nullptr;     // this thread's __cxa_eh_globals
+  int* errno_ptr = nullptr;       // this thread's errno
   void* sched_fake_stack = nullptr;
   const void* thread_stack_bottom = nullptr;
   std::size_t thread_stack_size = 0;

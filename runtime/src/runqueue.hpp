@@ -65,6 +65,16 @@ class RunQueue {
     }
   }
 
+  // Owner only, and only when no thief can exist (a one-worker runtime):
+  // the same as pop() without the CAS, which dominates a yield's cost.
+  Fiber* pop_unshared() noexcept {
+    std::uint32_t h = head_.load(std::memory_order_relaxed);
+    if (tail_.load(std::memory_order_relaxed) == h) return nullptr;
+    Fiber* f = slots_[h % kSize].load(std::memory_order_relaxed);
+    head_.store(h + 1, std::memory_order_relaxed);
+    return f;
+  }
+
   // Any thread: moves half of this queue's entries into `dst` (whose owner is
   // the caller) and returns one of them to run, or nullptr.
   Fiber* steal_into(RunQueue& dst) noexcept {
