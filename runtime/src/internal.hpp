@@ -83,6 +83,9 @@ struct Worker {
   bool in_poller = false;                    // guarded by Runtime::idle_lock
   std::uint64_t id_next = 0, id_end = 0;
   std::uint64_t rng = 0;
+  // Written by the monitor: the switch count at which it found this worker
+  // stuck with fibers queued behind the running one (thieves compare).
+  std::atomic<std::uint64_t> stuck_at{UINT64_MAX};
   // Counters: written by the owner only (relaxed), read by anyone.
   std::atomic<std::uint64_t> spawned{0}, exited{0}, switches{0}, steals{0}, parks{0};
   // Per-context state saved across switches for the scheduler context.
@@ -126,6 +129,7 @@ class Runtime {
   std::atomic<std::uint32_t> main_done{0}; // futex
   std::atomic<std::uint32_t> exit_epoch{0};// futex, bumped per exit while stopping
   std::atomic<std::uint64_t> ext_spawned{0}, ext_exited{0};
+  std::atomic<std::uint32_t> monitor_word{0};  // futex: interrupts the monitor's sleep at exit
 
   void inject(Fiber* f) noexcept;                  // global queue + wakep
   Fiber* pop_global(Worker* w, bool batch) noexcept;
@@ -137,6 +141,7 @@ class Runtime {
 };
 
 Worker* current_worker() noexcept;
+void monitor_loop(Runtime& r) noexcept;
 void make_runnable(Fiber* f) noexcept;   // after winning its claim
 void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t val, std::int64_t deadline_ns) noexcept;
 void futex_wake(std::atomic<std::uint32_t>* w, int n) noexcept;

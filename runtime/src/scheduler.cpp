@@ -76,6 +76,8 @@ namespace weft::rt {
 namespace {
 
 constexpr unsigned kLifoCap = 8;
+constexpr std::int64_t kSpinNs = 50'000;  // how long an idle worker looks for work before sleeping
+constexpr int kSpinPauses = 32;  // a worker that has not switched for this long is stuck
 constexpr std::size_t kHotStacks = 16;    // per worker, kept untrimmed
 constexpr std::size_t kTrimBatch = 32;
 constexpr std::size_t kMaxInlineClosure = 2048;
@@ -141,7 +143,7 @@ inline void eh_restore(Worker* w, void* const slot[2]) noexcept { std::memcpy(w-
       "lea -128(%%rsp), %%rsp\n\t"
       "lea 1f(%%rip), %%rax\n\t"
       "push %%rax\n\t"
-      "jmp jump_fcontext\n"
+      "jmp jump_fcontext@PLT\n"
       "1:\n\t"
       "lea 128(%%rsp), %%rsp\n\t"
       : "=a"(fctx), "=d"(data), "+D"(to), "+S"(vp)
@@ -188,8 +190,10 @@ inline void push_local(Worker* w, Fiber* f) noexcept {
     }
     case Action::Yield:
     case Action::SpawnParent:
+      // Wake a helper only for a real backlog: a lone parent or yielder is
+      // resumed here in a moment (the monitor rescues it if not).
       push_local(w, m.subject);
-      if (w->rt->nworkers > 1) [[unlikely]] w->rt->wakep();
+      if (w->rt->nworkers > 1 && w->q.size() > 1) [[unlikely]] w->rt->wakep();
       break;
     case Action::Exit:
       free_slot(w, m.subject);
@@ -296,6 +300,12 @@ std::uint64_t next_rand(Worker* w) noexcept {
   return w->rng = x;
 }
 
+// Steals half of a random victim's run queue. A victim with a single queued
+// fiber is left alone while it keeps switching: it will run that fiber
+// itself very soon, and taking it would only bounce it across cores (e.g. a
+// spawning parent whose child runs for 20 ns). The monitor marks a worker
+// whose switch count has not moved for a tick (stuck_at == switches): then
+// even its single queued fiber is fair game.
 Fiber* steal(Worker* w) noexcept {
   Runtime& r = *w->rt;
   unsigned n = r.nworkers;
@@ -304,6 +314,10 @@ Fiber* steal(Worker* w) noexcept {
   for (unsigned i = 0; i < n; i++) {
     Worker* v = r.workers[(start + i) % n].get();
     if (v == w) continue;
+    std::uint32_t size = v->q.size();
+    if (size == 0) continue;
+    if (size == 1 && v->stuck_at.load(std::memory_order_relaxed) != v->switches.load(std::memory_order_relaxed))
+      continue;
     if (Fiber* f = v->q.steal_into(w->q)) {
       w->steals.store(w->steals.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       return f;
@@ -398,10 +412,22 @@ Fiber* find_work(Worker* w) noexcept {
       r.nspinning.fetch_add(1, std::memory_order_seq_cst);
     }
     if (w->spinning) {
-      for (int round = 0; round < 3; round++) {
+      // Spin for a short while before sleeping: a futex sleep and wake
+      // costs both sides microseconds, more than most gaps between bursts.
+      std::int64_t spin_until = to_ns(Clock::now()) + kSpinNs;
+      for (unsigned round = 0;; round++) {
         if (Fiber* f = steal(w)) {
           reset_spinning(w);
           return f;
+        }
+        if (r.gq_size.load(std::memory_order_relaxed) > 0 || w->lifo) break;
+        if (round % 4 == 3 && to_ns(Clock::now()) > spin_until) break;
+        // Pace the polling (~1 us a round): every look at a victim's queue
+        // pulls cache lines its owner is writing.
+        for (int k = 0; k < kSpinPauses; k++) {
+#if defined(__x86_64__) || defined(__i386__)
+          __builtin_ia32_pause();
+#endif
         }
       }
       if (IdlePoller* p = r.poller.load(std::memory_order_acquire)) {
@@ -758,6 +784,7 @@ Runtime::Runtime(const Options& opts)
     w->rt = this;
     w->index = i;
     w->rng = 0x9e3779b97f4a7c15ULL * (i + 1);
+    w->stuck_at.store(UINT64_MAX, std::memory_order_relaxed);
     workers.push_back(std::move(w));
   }
 }
@@ -999,6 +1026,7 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
     Worker* wp = w.get();
     wp->thread = std::thread([wp] { worker_loop(wp); });
   }
+  std::thread monitor([&r] { monitor_loop(r); });
   while (r.main_done.load(std::memory_order_acquire) == 0) futex_wait(&r.main_done, 0, kNoDeadline);
   // Unwind whatever is still alive: parked fibers are woken with Cancel,
   // running and runnable ones unwind at their next park or yield.
@@ -1012,6 +1040,8 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
   r.exiting.store(true, std::memory_order_seq_cst);
   r.wake_all_workers();
   for (auto& w : r.workers) w->thread.join();
+  futex_wake(&r.monitor_word, 1);
+  monitor.join();
 }
 
 }  // namespace detail
