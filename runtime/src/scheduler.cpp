@@ -945,10 +945,11 @@ void join_wait(JoinStateBase* s) {
   throw_unwind();
 }
 
-[[noreturn]] static void panic_detached(JoinStateBase* s) {
+[[noreturn]] void panic(std::exception_ptr e, std::uint64_t fiber_id) noexcept {
+  if (fiber_id == 0) fiber_id = this_fiber::id();
   std::string what = "unknown exception";
   try {
-    std::rethrow_exception(s->error);
+    std::rethrow_exception(e);
   } catch (const std::exception& e) {
     what = std::string(typeid(e).name()) + ": " + e.what();
     int st = 0;
@@ -959,7 +960,7 @@ void join_wait(JoinStateBase* s) {
   } catch (...) {
   }
   std::fprintf(stderr, "weft: panic: fiber %llu exited with an uncaught exception: %s\n",
-               static_cast<unsigned long long>(s->fiber_id), what.c_str());
+               static_cast<unsigned long long>(fiber_id), what.c_str());
   std::fflush(stderr);
   std::abort();
 }
@@ -968,7 +969,7 @@ void join_finish(JoinStateBase* s) noexcept {
   std::uintptr_t old = s->state.exchange(JoinStateBase::kDone, std::memory_order_acq_rel);
   if (old == JoinStateBase::kJoinerWaiting) unpark(s->joiner);
   if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (s->error) panic_detached(s);  // the handle was dropped without join
+    if (s->error) panic(s->error, s->fiber_id);  // the handle was dropped without join
     s->destroy(s);
   }
 }
@@ -979,7 +980,7 @@ void join_release(JoinStateBase* s) noexcept {
 
 void join_detach(JoinStateBase* s) noexcept {
   if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (s->error) panic_detached(s);  // ended with an exception nobody will see
+    if (s->error) panic(s->error, s->fiber_id);  // ended with an exception nobody will see
     s->destroy(s);
   }
 }
