@@ -1,0 +1,3 @@
+module weftbench/runtime
+
+go 1.19
