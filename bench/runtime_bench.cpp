@@ -123,7 +123,6 @@ BENCHMARK(BM_yield)->Name("yield")->Iterations(1)->UseManualTime()->Unit(benchma
 // Baseline: a bare jump_fcontext ping-pong between two contexts, the floor
 // any fiber switch pays. One "switch" here is one jump.
 namespace bctx = boost::context::detail;
-bctx::fcontext_t bare_other;
 void bare_entry(bctx::transfer_t t) {
   for (;;) t = bctx::jump_fcontext(t.fctx, nullptr);
 }
