@@ -306,6 +306,12 @@ std::uint64_t next_rand(Worker* w) noexcept {
 // spawning parent whose child runs for 20 ns). The monitor marks a worker
 // whose switch count has not moved for a tick (stuck_at == switches): then
 // even its single queued fiber is fair game.
+bool stealable(const Worker* v) noexcept {
+  std::uint32_t size = v->q.size();
+  return size > 1 ||
+         (size == 1 && v->stuck_at.load(std::memory_order_relaxed) == v->switches.load(std::memory_order_relaxed));
+}
+
 Fiber* steal(Worker* w) noexcept {
   Runtime& r = *w->rt;
   unsigned n = r.nworkers;
@@ -314,10 +320,7 @@ Fiber* steal(Worker* w) noexcept {
   for (unsigned i = 0; i < n; i++) {
     Worker* v = r.workers[(start + i) % n].get();
     if (v == w) continue;
-    std::uint32_t size = v->q.size();
-    if (size == 0) continue;
-    if (size == 1 && v->stuck_at.load(std::memory_order_relaxed) != v->switches.load(std::memory_order_relaxed))
-      continue;
+    if (!stealable(v)) continue;
     if (Fiber* f = v->q.steal_into(w->q)) {
       w->steals.store(w->steals.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       return f;
@@ -864,8 +867,10 @@ void Runtime::wake_all_workers() noexcept {
 
 bool Runtime::work_available() const noexcept {
   if (gq_size.load(std::memory_order_seq_cst) > 0) return true;
+  // Only what an idle worker could take: counting a busy worker's lone
+  // queued fiber would keep idle workers spinning forever beside it.
   for (auto& w : workers)
-    if (!w->q.empty()) return true;
+    if (stealable(w.get())) return true;
   std::int64_t now = to_ns(Clock::now());
   for (auto& w : workers)
     if (w->timers.next_ns() <= now) return true;
