@@ -140,6 +140,16 @@ class Runtime {
   std::uint64_t live_fibers() const noexcept;
 };
 
+// Teardown accounting of every run() in this process, for the test suite:
+// after each run, fibers still counted live and stack slots neither cached
+// by a worker nor back on the arena's free list are leaks.
+struct TeardownStats {
+  std::uint64_t runs = 0;
+  std::uint64_t leaked_fibers = 0;
+  std::uint64_t leaked_slots = 0;
+};
+TeardownStats teardown_stats() noexcept;
+
 Worker* current_worker() noexcept;
 void monitor_loop(Runtime& r) noexcept;
 void make_runnable(Fiber* f) noexcept;   // after winning its claim

@@ -994,6 +994,9 @@ void throw_cancelled(std::uint64_t id) {
   throw std::runtime_error("weft: fiber " + std::to_string(id) + " was unwound at runtime shutdown");
 }
 
+std::mutex g_teardown_lock;
+TeardownStats g_teardown;  // guarded by g_teardown_lock
+
 // Wakes every parked fiber that is not already unwinding, with Cancel.
 static void sweep(Runtime& r) {
   std::uint32_t n = r.arena.slot_count();
@@ -1002,6 +1005,18 @@ static void sweep(Runtime& r) {
     if ((v & (kSwitched | kWoken | kUnwinding)) != kSwitched) continue;
     unpark(Parker{fiber_of_slot(r.arena.slot_top(i)), &r.arena.sync(i), v >> kGenShift}, WakeReason::Cancel);
   }
+}
+
+// Teardown accounting (see TeardownStats): every worker has exited, so
+// their slot caches are quiescent.
+static void record_teardown(Runtime& r) noexcept {
+  std::size_t held = r.arena.free_slots();
+  for (auto& w : r.workers) held += w->stack_cache.size() + w->trim_batch.size();
+  std::size_t carved = r.arena.carved_slots();
+  std::lock_guard<std::mutex> g(g_teardown_lock);
+  g_teardown.runs++;
+  g_teardown.leaked_fibers += r.live_fibers();
+  g_teardown.leaked_slots += carved > held ? carved - held : 0;
 }
 
 void run_main(const Options& opts, void (*entry)(void*), void* arg) {
@@ -1048,11 +1063,17 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
   for (auto& w : r.workers) w->thread.join();
   futex_wake(&r.monitor_word, 1);
   monitor.join();
+  record_teardown(r);
 }
 
 }  // namespace detail
 
 bool in_fiber() noexcept { return rt::current_fiber() != nullptr; }
+
+rt::TeardownStats rt::teardown_stats() noexcept {
+  std::lock_guard<std::mutex> g(detail::g_teardown_lock);
+  return detail::g_teardown;
+}
 
 namespace this_fiber {
 

@@ -158,6 +158,17 @@ void StackArena::free_trimmed(const std::uint32_t* slots, std::size_t n) noexcep
   free_.insert(free_.end(), slots, slots + n);
 }
 
+std::size_t StackArena::carved_slots() const noexcept {
+  std::size_t n = nchunks_.load(std::memory_order_acquire), c = 0;
+  for (std::size_t i = 0; i < n; i++) c += chunks_[i].carved;
+  return c;
+}
+
+std::size_t StackArena::free_slots() noexcept {
+  std::lock_guard<std::mutex> g(lock_);
+  return free_.size();
+}
+
 bool StackArena::guard_hit(const void* addr, std::uint32_t* slot) const noexcept {
   auto a = reinterpret_cast<std::uintptr_t>(addr);
   std::size_t n = nchunks_.load(std::memory_order_acquire);

@@ -71,6 +71,10 @@ class StackArena {
   static const StackArena* find(const void* addr) noexcept;  // signal-safe registry
 
   std::size_t reserved_bytes() const noexcept { return slot_count() * slot_bytes_; }
+  // Accounting for teardown checks: slots ever handed out, and slots back on
+  // the free list now.
+  std::size_t carved_slots() const noexcept;
+  std::size_t free_slots() noexcept;
 
  private:
   struct Chunk {
