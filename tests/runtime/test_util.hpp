@@ -1,0 +1,74 @@
+// test_util.hpp: helpers shared by the runtime test suite.
+//
+// - WEFT_STRESS_SCALE (percent, meson option stress_scale) scales stress
+//   sizes: scaled(n) is n * scale / 100, at least 1.
+// - RuntimeTest is the base fixture: its TearDown asserts that no run() of
+//   the test leaked a fiber or a stack slot (the runtime's teardown
+//   accounting, reached through its internals).
+// - kWorkerCounts are the worker counts stress and sync tests run over.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <weft/weft.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "internal.hpp"
+
+#ifndef WEFT_STRESS_SCALE
+#define WEFT_STRESS_SCALE 100
+#endif
+
+namespace weft_test {
+
+inline std::size_t scaled(std::size_t n) {
+  std::size_t v = n * WEFT_STRESS_SCALE / 100;
+  return v ? v : 1;
+}
+
+inline constexpr unsigned kWorkerCounts[] = {1, 2, 4, 8};
+
+inline std::string workers_name(const ::testing::TestParamInfo<unsigned>& i) {
+  std::string s = "w";  // not "w" + ...: GCC 12 -Wrestrict false positive (PR 105329)
+  s += std::to_string(i.param);
+  return s;
+}
+
+class RuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override { before_ = weft::rt::teardown_stats(); }
+  void TearDown() override {
+    auto after = weft::rt::teardown_stats();
+    EXPECT_EQ(after.leaked_fibers, before_.leaked_fibers) << "a run() ended with fibers still counted live";
+    EXPECT_EQ(after.leaked_slots, before_.leaked_slots) << "a run() ended with stack slots unaccounted for";
+  }
+  weft::rt::TeardownStats before_;
+};
+
+class WorkersTest : public RuntimeTest, public ::testing::WithParamInterface<unsigned> {
+ protected:
+  weft::Options opts() const { return weft::Options{.workers = GetParam()}; }
+};
+
+// Counts constructions and destructions (RAII probes for unwinding tests).
+struct Probe {
+  static inline std::atomic<long> made{0}, destroyed{0};
+  Probe() { made.fetch_add(1); }
+  Probe(const Probe&) { made.fetch_add(1); }
+  ~Probe() { destroyed.fetch_add(1); }
+  static void reset() {
+    made = 0;
+    destroyed = 0;
+  }
+};
+
+inline std::chrono::nanoseconds since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::steady_clock::now() - t0;
+}
+
+}  // namespace weft_test
