@@ -747,6 +747,11 @@ bool unpark(Parker p, WakeReason reason) noexcept {
   return true;
 }
 
+bool can_spin() noexcept {
+  Worker* w = current_worker();
+  return w && w->current && w->rt->nworkers > 1 && w->q.empty() && !w->lifo;
+}
+
 void throw_unwind() {
   if (Fiber* f = current_fiber()) f->unwinding = true;
   throw detail::FiberUnwind{};

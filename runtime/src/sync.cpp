@@ -67,52 +67,67 @@ void WaitList::wake_all() noexcept {
 }  // namespace detail
 
 // ---- Mutex -----------------------------------------------------------------------
-// Normal mode: unlock clears kLocked and wakes the first waiter, which then
-// competes with running fibers for the lock (and re-queues at the front if it
-// loses). A waiter that has waited more than 1 ms sets kStarving: from then
-// on unlock keeps kLocked set and hands ownership straight to the first
-// waiter (Waiter::handoff), and newcomers queue instead of barging, until
-// the queue is empty. Every wake is claimed through rt::unpark under qlock_,
-// so a waiter that lost its claim to a cancellation is skipped, never given
-// the lock.
+// The protocol follows Go's sync.Mutex (written anew for the park API):
+// - Normal mode: unlock drops kLocked with one atomic add, and wakes one
+//   waiter only if there are waiters, nobody holds the lock again already,
+//   and no waiter is awake yet (kWoken). The woken waiter competes with
+//   running fibers (barging keeps the lock hot in one cache) and re-queues at
+//   the front if it loses. A fiber spinning for the lock sets kWoken too, so
+//   that unlock does not wake a waiter it is about to beat anyway.
+// - Starvation mode (kStarving): set by a waiter that has waited more than
+//   1 ms. Unlock hands ownership to the first waiter (Waiter::handoff; it
+//   sets kLocked itself) and newcomers queue instead of barging. The mode
+//   ends when the receiving waiter is the last one or waited less than 1 ms.
+// Every wake is claimed through rt::unpark under qlock_; a waiter that lost
+// its claim to a cancellation is skipped and never handed the lock.
 
 bool Mutex::try_lock() noexcept {
   std::uint32_t s = state_.load(std::memory_order_relaxed);
-  // In starvation mode kLocked never drops while waiters remain (ownership
-  // passes from hand to hand), so checking kLocked alone keeps barging out.
-  while (!(s & kLocked))
+  while (!(s & (kLocked | kStarving)))
     if (state_.compare_exchange_weak(s, s | kLocked, std::memory_order_acquire, std::memory_order_relaxed)) return true;
   return false;
 }
 
 void Mutex::lock_slow() {
-  using namespace std::chrono;
+  using std::chrono::milliseconds;
   Clock::time_point first_wait{};
-  bool requeue = false;
+  bool awoke = false;    // we own the kWoken bit (set by the unlocker or by our spin)
+  bool requeue = false;  // we have waited before: queue at the front
+  int spins = 0;
   for (;;) {
-    // A brief spin helps when the holder runs on another worker.
-    for (int i = 0; i < 32; i++) {
-      if (try_lock()) return;
+    std::uint32_t s = state_.load(std::memory_order_relaxed);
+    if (!(s & (kLocked | kStarving))) {
+      if (state_.compare_exchange_weak(s, (s | kLocked) & ~(awoke ? kWoken : 0u), std::memory_order_acquire,
+                                       std::memory_order_relaxed))
+        return;
+      continue;
+    }
+    // The holder may be running on another worker: spin a little first.
+    if ((s & kLocked) && !(s & kStarving) && spins < 8 && rt::can_spin()) {
+      if (!awoke && !(s & kWoken) && (s & kWaiters) &&
+          state_.compare_exchange_weak(s, s | kWoken, std::memory_order_relaxed, std::memory_order_relaxed))
+        awoke = true;
+      for (int i = 0; i < 16; i++) {
 #if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
+        __builtin_ia32_pause();
 #endif
+      }
+      spins++;
+      continue;
     }
     detail::Waiter w;
     {
       std::lock_guard<detail::SpinLock> g(qlock_);
-      std::uint32_t s = state_.load(std::memory_order_relaxed);
-      for (;;) {
-        if (!(s & kLocked)) {
-          if (state_.compare_exchange_weak(s, s | kLocked, std::memory_order_acquire, std::memory_order_relaxed))
-            return;
-          continue;
-        }
-        std::uint32_t ns = s | kWaiters;
-        if (requeue && Clock::now() - first_wait > milliseconds(1)) ns |= kStarving;
-        // A CAS from the state we judged: if the holder released meanwhile
-        // (its fast path needs state == kLocked exactly), we see it here.
-        if (state_.compare_exchange_weak(s, ns, std::memory_order_relaxed, std::memory_order_relaxed)) break;
+      s = state_.load(std::memory_order_relaxed);
+      bool queued = false;
+      while (!queued) {
+        if (!(s & (kLocked | kStarving))) break;  // free again: retry outside
+        std::uint32_t ns = (s | kWaiters) & ~(awoke ? kWoken : 0u);
+        if (requeue && (s & kLocked) && Clock::now() - first_wait > milliseconds(1)) ns |= kStarving;
+        queued = state_.compare_exchange_weak(s, ns, std::memory_order_relaxed, std::memory_order_relaxed);
       }
+      if (!queued) continue;
+      awoke = false;
       w.parker = rt::prepare_park(WaitKind::Mutex, this);
       if (requeue) waiters_.push_front(&w); else waiters_.push_back(&w);
     }
@@ -123,45 +138,55 @@ void Mutex::lock_slow() {
       std::lock_guard<detail::SpinLock> g(qlock_);
       if (w.queued) {
         waiters_.remove(&w);
-        if (waiters_.empty()) state_.fetch_and(~(kWaiters | kStarving), std::memory_order_relaxed);
+        if (waiters_.empty()) state_.fetch_and(~kWaiters, std::memory_order_relaxed);
       }
+      // Our claim was lost before any unlocker could hand us the lock.
+      rt::throw_unwind();
     }
-    if (r == WakeReason::Cancel) rt::throw_unwind();
-    if (w.handoff) return;  // we own it (starvation mode)
+    if (w.handoff) {
+      // Starvation mode: ownership is ours. Leave the mode if we are the
+      // last waiter or did not wait long.
+      std::uint32_t add = kLocked;
+      std::uint32_t clear = 0;
+      bool last = !(state_.load(std::memory_order_relaxed) & kWaiters);
+      if (last || Clock::now() - first_wait < milliseconds(1)) clear = kStarving;
+      std::uint32_t cur = state_.load(std::memory_order_relaxed);
+      while (!state_.compare_exchange_weak(cur, (cur | add) & ~clear, std::memory_order_acquire,
+                                           std::memory_order_relaxed)) {
+      }
+      return;
+    }
+    awoke = true;  // the unlocker set kWoken for us
+    spins = 0;
   }
 }
 
-void Mutex::unlock_slow() {
-  std::lock_guard<detail::SpinLock> g(qlock_);
-  std::uint32_t s = state_.load(std::memory_order_relaxed);
-  if (!(s & kLocked)) {
+void Mutex::unlock_slow(std::uint32_t s) {
+  if (s & kLocked) {
     std::fputs("weft: Mutex::unlock() of an unlocked mutex\n", stderr);
     std::abort();
   }
+  std::lock_guard<detail::SpinLock> g(qlock_);
   for (;;) {
+    s = state_.load(std::memory_order_relaxed);
+    bool starving = s & kStarving;
+    // Normal mode: nothing to do if nobody waits, the lock was taken again,
+    // or a waiter is already awake (it will find the lock free).
+    if (!starving && (!(s & kWaiters) || (s & (kLocked | kWoken)))) return;
     detail::Waiter* w = waiters_.pop_front();
     if (!w) {
-      state_.fetch_and(~(kLocked | kWaiters | kStarving), std::memory_order_release);
+      state_.fetch_and(~(kWaiters | kStarving), std::memory_order_relaxed);
       return;
     }
-    bool handoff = s & kStarving;
-    std::uint32_t clear = waiters_.empty() ? (kWaiters | kStarving) : 0;
-    if (handoff) {
-      w->handoff = true;
-      state_.fetch_and(~clear, std::memory_order_release);
-    } else {
-      state_.fetch_and(~(kLocked | clear), std::memory_order_release);
-    }
+    std::uint32_t set = starving ? 0 : kWoken;
+    std::uint32_t clear = waiters_.empty() ? kWaiters : 0;
+    state_.fetch_or(set, std::memory_order_relaxed);
+    if (clear) state_.fetch_and(~clear, std::memory_order_relaxed);
+    w->handoff = starving;
     if (rt::unpark(w->parker)) return;
-    // That waiter was already woken by a cancellation: undo and go on.
+    // That waiter was cancelled meanwhile: undo and try the next one.
     w->handoff = false;
-    if (!handoff) {
-      // The lock is released; some waiter still deserves a wake-up.
-      if (!waiters_.wake_one()) state_.fetch_and(~(kWaiters | kStarving), std::memory_order_relaxed);
-      return;
-    }
-    s = state_.load(std::memory_order_relaxed) | kLocked;
-    if (waiters_.empty()) s &= ~kStarving;
+    if (set) state_.fetch_and(~set, std::memory_order_relaxed);
   }
 }
 

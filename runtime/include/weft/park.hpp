@@ -70,6 +70,11 @@ WakeReason park_until(Parker p, Clock::time_point deadline) noexcept;
 // Returns true when this call won the claim.
 bool unpark(Parker p, WakeReason reason = WakeReason::Event) noexcept;
 
+// True when a fiber waiting for a lock may spin briefly instead of parking:
+// on a fiber of a runtime with more than one worker and nothing else queued
+// locally (Go's canSpin, simplified). False on plain threads.
+bool can_spin() noexcept;
+
 // The current fiber, or nullptr on a plain thread.
 Fiber* current_fiber() noexcept;
 

@@ -69,7 +69,8 @@ class WaitList {
 // std::unique_lock. Not recursive. Like Go's sync.Mutex it lets a running
 // fiber barge in ahead of parked ones (throughput) until some waiter has
 // waited more than 1 ms; then the lock is handed to waiters in FIFO order
-// (starvation mode) until the queue drains.
+// (starvation mode) until the queue drains. A contended lock() spins briefly
+// when the holder may be running on another worker.
 class Mutex {
  public:
   Mutex() = default;
@@ -83,17 +84,17 @@ class Mutex {
   }
   bool try_lock() noexcept;
   void unlock() {
-    std::uint32_t expected = kLocked;
-    if (state_.compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed)) return;
-    unlock_slow();
+    std::uint32_t s = state_.fetch_sub(kLocked, std::memory_order_release) - kLocked;
+    if (s != 0) unlock_slow(s);
   }
 
  private:
-  // state_ bits. kWaiters and kStarving change only under qlock_; kLocked is
-  // taken by CAS anywhere, and released by CAS (fast path) or under qlock_.
-  static constexpr std::uint32_t kLocked = 1, kWaiters = 2, kStarving = 4;
+  // state_ bits (see sync.cpp). kLocked: held. kWoken: a waiter is awake or
+  // a fiber spins for the lock, so unlock need not wake anyone. kStarving:
+  // hand-off mode. kWaiters: the list is non-empty (changed under qlock_).
+  static constexpr std::uint32_t kLocked = 1, kWoken = 2, kStarving = 4, kWaiters = 8;
   void lock_slow();
-  void unlock_slow();
+  void unlock_slow(std::uint32_t state_after_unlock);
   std::atomic<std::uint32_t> state_{0};
   detail::SpinLock qlock_;
   detail::WaitList waiters_;   // guarded by qlock_
