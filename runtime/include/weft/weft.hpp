@@ -4,3 +4,5 @@
 #include <weft/park.hpp>
 #include <weft/runtime.hpp>
 #include <weft/sync.hpp>
+#include <weft/chan.hpp>
+#include <weft/select.hpp>

@@ -1,0 +1,225 @@
+// weft/select.hpp: Go's select over channels (API.md "Select").
+//
+//   std::size_t i = weft::select(
+//       weft::recv(in, [](std::optional<int> v) { ... }),   // v: nullopt when in is closed and drained
+//       weft::send(out, std::move(x), [] { ... }),
+//       weft::after(100ms, [] { ... }),
+//       weft::otherwise([] { ... }));                          // Go's default
+//
+// select waits until one case can proceed, runs it and then its handler,
+// and returns its index (in argument order). Among several ready cases one
+// is chosen uniformly at random. A nil channel's case is never ready. A
+// send case on a closed channel throws ChanClosed if chosen. With
+// otherwise() it never parks; with only nil channels and neither after()
+// nor otherwise() it parks forever.
+//
+// Send cases and their values. send(ch, std::move(v)) and send(ch, T{...})
+// keep a reference to the rvalue they were given and move from it only if
+// the case is chosen: a value offered by a case that was not chosen is not
+// consumed (v is still intact after select returns). Anything else (an
+// lvalue, or a value of another type convertible to T) is copied or
+// converted into the case when the case is built. Build cases inside the
+// select(...) call, as above: a case kept in a variable beyond the full
+// expression would refer to a temporary that is gone (as a string_view).
+//
+// Handlers: a recv handler is called with the std::optional<T> (or with
+// nothing, if it takes no argument); the others with nothing. Handlers run
+// after every channel lock has been released and may do anything.
+//
+// Cost: no allocation. The select's frame holds one waiter per channel case
+// (48 bytes) plus two 16-bit orders; see channels/src/select.cpp.
+#pragma once
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include <weft/chan.hpp>
+
+namespace weft {
+
+namespace detail {
+
+struct NoHandler {};
+
+struct SelectResult {
+  enum Kind : std::uint8_t { Chan, Timeout, Default } kind;
+  bool ok;              // Chan: a value was passed (false: closed)
+  std::uint32_t index;  // Chan: the winning case's argument index
+};
+
+// ws[0..n): the non-nil channel cases (data/core/index/kind set);
+// scratch: 2n+1 entries. Throws ChanClosed when a chosen send case's channel
+// is closed.
+SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch,
+                         const Clock::time_point* deadline, bool has_default);
+
+enum class CaseKind { Chan, After, Otherwise };
+
+template <class T, class F>
+struct RecvCase {
+  static constexpr CaseKind kKind = CaseKind::Chan;
+  ChanCore* core;
+  [[no_unique_address]] F f;
+  std::optional<T> out{};
+  void* data() noexcept { return &out; }
+  static constexpr auto kOp = ChanWaiter::Recv;
+};
+
+template <class T, class F, bool Ref>
+struct SendCase {
+  static constexpr CaseKind kKind = CaseKind::Chan;
+  ChanCore* core;
+  std::conditional_t<Ref, T*, T> v;
+  [[no_unique_address]] F f;
+  void* data() noexcept {
+    if constexpr (Ref) return v; else return &v;
+  }
+  static constexpr auto kOp = ChanWaiter::Send;
+};
+
+template <class F>
+struct AfterCase {
+  static constexpr CaseKind kKind = CaseKind::After;
+  std::chrono::nanoseconds d;
+  [[no_unique_address]] F f;
+};
+
+template <class F>
+struct OtherwiseCase {
+  static constexpr CaseKind kKind = CaseKind::Otherwise;
+  [[no_unique_address]] F f;
+};
+
+template <class C>
+inline constexpr CaseKind case_kind = std::remove_cvref_t<C>::kKind;
+
+template <class F, class... A>
+void call_handler(F& f, A&&... a) {
+  if constexpr (std::is_same_v<F, NoHandler>) {
+    ((void)a, ...);
+  } else if constexpr (std::is_invocable_v<F&, A&&...>) {
+    std::invoke(f, std::forward<A>(a)...);
+  } else {
+    static_assert(std::is_invocable_v<F&>, "weft::select: a handler must take the case's value or nothing");
+    std::invoke(f);
+  }
+}
+
+struct SelectBuild {
+  ChanWaiter* ws;
+  std::uint32_t n = 0;
+  Clock::time_point start{};
+  Clock::time_point deadline = Clock::time_point::max();
+  std::size_t after_index = 0;
+  std::size_t default_index = 0;
+
+  template <class C>
+  void add(C& c, std::size_t i) noexcept {
+    if constexpr (C::kKind == CaseKind::Chan) {
+      if (!c.core) return;  // nil: never ready
+      ChanWaiter& w = ws[n++];
+      w.core = c.core;
+      w.data = c.data();
+      w.index = static_cast<std::uint32_t>(i);
+      w.kind = C::kOp;
+    } else if constexpr (C::kKind == CaseKind::After) {
+      Clock::time_point t = c.d <= std::chrono::nanoseconds::zero() ? start
+                            : c.d >= Clock::time_point::max() - start
+                                ? Clock::time_point::max()
+                                : start + std::chrono::duration_cast<Clock::duration>(c.d);
+      if (t < deadline || (t == deadline && after_index == SIZE_MAX)) {
+        deadline = t;
+        after_index = i;
+      }
+    } else {
+      default_index = i;
+    }
+  }
+};
+
+template <class C>
+void fire(C& c, bool ok) {
+  (void)ok;
+  if constexpr (requires { c.out; }) {
+    call_handler(c.f, std::move(c.out));
+  } else {
+    call_handler(c.f);
+  }
+}
+
+}  // namespace detail
+
+// A receive case: no handler (the value, if any, is dropped), or f(std::optional<T>).
+template <class T>
+detail::RecvCase<T, detail::NoHandler> recv(const Chan<T>& ch) {
+  return {ch.core(), {}};
+}
+template <class T, class F>
+detail::RecvCase<T, std::decay_t<F>> recv(const Chan<T>& ch, F&& f) {
+  return {ch.core(), std::forward<F>(f)};
+}
+
+// A send case (see the header comment for when v is referenced or copied).
+template <class T, class U = T>
+  requires std::constructible_from<T, U&&>
+auto send(const Chan<T>& ch, U&& v) {
+  if constexpr (std::is_same_v<U, T>)
+    return detail::SendCase<T, detail::NoHandler, true>{ch.core(), &v, {}};
+  else
+    return detail::SendCase<T, detail::NoHandler, false>{ch.core(), T(std::forward<U>(v)), {}};
+}
+template <class T, class U, class F>
+  requires std::constructible_from<T, U&&>
+auto send(const Chan<T>& ch, U&& v, F&& f) {
+  if constexpr (std::is_same_v<U, T>)
+    return detail::SendCase<T, std::decay_t<F>, true>{ch.core(), &v, std::forward<F>(f)};
+  else
+    return detail::SendCase<T, std::decay_t<F>, false>{ch.core(), T(std::forward<U>(v)), std::forward<F>(f)};
+}
+
+// Fires once d has passed since select began (d <= 0: ready at once).
+template <class F = detail::NoHandler>
+detail::AfterCase<std::decay_t<F>> after(std::chrono::nanoseconds d, F&& f = {}) {
+  return {d, std::forward<F>(f)};
+}
+
+// Go's default: taken when nothing else is ready; select then never parks.
+template <class F = detail::NoHandler>
+detail::OtherwiseCase<std::decay_t<F>> otherwise(F&& f = {}) {
+  return {std::forward<F>(f)};
+}
+
+template <class... Cases>
+std::size_t select(Cases&&... cases) {
+  using detail::CaseKind;
+  constexpr std::size_t kChans = (std::size_t{0} + ... + (detail::case_kind<Cases> == CaseKind::Chan ? 1 : 0));
+  constexpr std::size_t kAfters = (std::size_t{0} + ... + (detail::case_kind<Cases> == CaseKind::After ? 1 : 0));
+  constexpr std::size_t kDefaults = (std::size_t{0} + ... + (detail::case_kind<Cases> == CaseKind::Otherwise ? 1 : 0));
+  static_assert(kDefaults <= 1, "weft::select: at most one otherwise()");
+  static_assert(sizeof...(Cases) < 0x7fff, "weft::select: too many cases");
+
+  detail::ChanWaiter ws[kChans ? kChans : 1];
+  std::uint16_t scratch[2 * kChans + 1];
+  detail::SelectBuild b{ws};
+  if constexpr (kAfters > 0) {
+    b.start = Clock::now();
+    b.after_index = SIZE_MAX;
+  }
+  std::size_t i = 0;
+  (b.add(cases, i++), ...);
+  detail::SelectResult r = detail::select_impl(ws, b.n, scratch, kAfters ? &b.deadline : nullptr, kDefaults > 0);
+  std::size_t chosen = r.kind == detail::SelectResult::Chan      ? r.index
+                       : r.kind == detail::SelectResult::Timeout ? b.after_index
+                                                                 : b.default_index;
+  i = 0;
+  ((i++ == chosen ? detail::fire(cases, r.ok) : void()), ...);
+  return chosen;
+}
+
+}  // namespace weft

@@ -1,0 +1,188 @@
+// chan.cpp: channel creation, send, recv, try_send, try_recv, close.
+//
+// Shared state, invariants, lock order and the waiter protocol: see
+// chan_core.hpp. This file adds the two lock-free fast paths (try_send and
+// try_recv answering "not ready" without the lock), argued where they are.
+//
+// Rejected alternatives:
+//   - A lock-free ring (Vyukov MPMC) for buffered channels: fast while the
+//     ring is neither full nor empty, but close, parked senders/receivers
+//     and select all need one linearisation point per channel, and the
+//     lock-free ring would have to be re-checked under a lock anyway (Go
+//     reached the same conclusion; its lock-free channel proposal died).
+//   - Waking parked fibers under the lock (simpler): it lengthens the
+//     critical section by a scheduler call on every hand-off; only close()
+//     does it, because there the waiters cannot be reached after the unlock
+//     (see close below).
+#include <cstdlib>
+#include <new>
+
+#include "chan_core.hpp"
+
+namespace weft::detail {
+
+void throw_closed(const char* what) { throw ChanClosed(what); }
+
+void park_forever(WaitKind kind) {
+  // Nothing can wake this park but the shutdown sweep (Cancel).
+  for (;;)
+    if (rt::park(rt::prepare_park(kind, nullptr)) == WakeReason::Cancel) rt::throw_unwind();
+}
+
+ChanCore* chan_create(std::size_t capacity, const ElemOps* ops) {
+  std::size_t align = ops->align > alignof(ChanCore) ? ops->align : alignof(ChanCore);
+  std::size_t head = (sizeof(ChanCore) + align - 1) / align * align;
+  if (capacity > (SIZE_MAX - head) / ops->size) throw std::length_error("weft: channel capacity too large");
+  std::size_t bytes = head + (capacity ? capacity * ops->size : 0);
+  void* mem = ::operator new(bytes, std::align_val_t(align));
+  auto* c = ::new (mem) ChanCore;
+  c->cap = capacity;
+  c->ops = ops;
+  c->buf = static_cast<unsigned char*>(mem) + head;
+  return c;
+}
+
+void chan_retain(ChanCore* c) noexcept { c->refs.fetch_add(1, std::memory_order_relaxed); }
+
+void chan_release(ChanCore* c) noexcept {
+  // acq_rel: the last owner sees every other owner's writes before freeing.
+  if (c->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (c->ops->destroy) {
+    std::size_t n = c->count.load(std::memory_order_relaxed), x = c->recvx;
+    for (; n > 0; n--, c->advance(x)) c->ops->destroy(c->slot(x));
+  }
+  std::size_t align = c->ops->align > alignof(ChanCore) ? c->ops->align : alignof(ChanCore);
+  c->~ChanCore();
+  ::operator delete(static_cast<void*>(c), std::align_val_t(align));
+}
+
+std::size_t chan_size(const ChanCore* c) noexcept { return c->count.load(std::memory_order_relaxed); }
+std::size_t chan_capacity(const ChanCore* c) noexcept { return c->cap; }
+
+// Parks the calling fiber on `q` until a waker completes `w`, and returns
+// ctx.ok. Called with c->lock held (released here before parking).
+static bool park_on(ChanCore* c, WaitQ& q, void* data, WaitKind kind) {
+  WaitCtx ctx;
+  ChanWaiter w;
+  w.ctx = &ctx;
+  w.data = data;
+  ctx.parker = rt::prepare_park(kind, c);
+  q.push(&w);
+  c->lock.unlock();
+  WakeReason r = rt::park(ctx.parker);
+  if (r != WakeReason::Event) {
+    // Only Cancel can get here (no timer is armed): withdraw if nobody
+    // completed us meanwhile, then unwind. A value already moved into a
+    // receiver's optional is destroyed by the unwinding.
+    c->lock.lock();
+    if (w.queued) q.remove(&w);
+    c->lock.unlock();
+    rt::throw_unwind();
+  }
+  return ctx.ok;
+}
+
+void chan_send(ChanCore* c, void* src) {
+  if (!c) park_forever(WaitKind::ChanSend);
+  rt::Parker wake;
+  c->lock.lock();
+  switch (send_locked(c, src, &wake)) {
+    case Ready::Done:
+      c->lock.unlock();
+      if (wake.sync) rt::unpark(wake);
+      return;
+    case Ready::Closed:
+      c->lock.unlock();
+      throw_closed("weft: send on closed channel");
+    case Ready::No:
+      break;
+  }
+  if (!park_on(c, c->sendq, src, WaitKind::ChanSend)) throw_closed("weft: send on closed channel");
+}
+
+bool chan_recv(ChanCore* c, void* out) {
+  if (!c) park_forever(WaitKind::ChanRecv);
+  rt::Parker wake;
+  c->lock.lock();
+  switch (recv_locked(c, out, &wake)) {
+    case Ready::Done:
+      c->lock.unlock();
+      if (wake.sync) rt::unpark(wake);
+      return true;
+    case Ready::Closed:
+      c->lock.unlock();
+      return false;
+    case Ready::No:
+      break;
+  }
+  return park_on(c, c->recvq, out, WaitKind::ChanRecv);
+}
+
+// Fast path of try_send (Go's chansend "check for failed non-blocking
+// operation without acquiring the lock"). Two single-word observations, in
+// this order: (1) the channel is not ready for a send (unbuffered: recvq is
+// empty; buffered: the ring is full), then (2) it is not closed. A channel
+// never reopens, so "not closed" at (2) implies "not closed" at (1): at the
+// instant of (1) the channel was open and not ready, and we linearise the
+// try_send there and report false. The first load is an acquire so that the
+// second cannot be satisfied before it (on x86 both are plain loads). No
+// data is read on this path, so nothing more needs ordering; a stale "not
+// ready" is indistinguishable from a send that came a moment earlier, and
+// the locked path below is taken whenever either observation fails.
+bool chan_try_send(ChanCore* c, void* src) {
+  bool not_ready = c->cap == 0 ? c->recvq.head.load(std::memory_order_acquire) == nullptr
+                               : c->count.load(std::memory_order_acquire) == c->cap;
+  if (not_ready && !c->closed.load(std::memory_order_relaxed)) return false;
+  rt::Parker wake;
+  c->lock.lock();
+  Ready r = send_locked(c, src, &wake);
+  c->lock.unlock();
+  if (r == Ready::Closed) throw_closed("weft: send on closed channel");
+  if (wake.sync) rt::unpark(wake);
+  return r == Ready::Done;
+}
+
+// Fast path of try_recv (Go's chanrecv fast path, simpler because try_recv
+// answers std::nullopt both for "nothing now" and for "closed and drained",
+// so the closed flag need not be read). One single-word observation: no
+// value is available (unbuffered: sendq is empty; buffered: count == 0,
+// which by the invariant count < cap => sendq empty also means no parked
+// sender). We linearise the try_recv at that load and return nullopt.
+// Relaxed is enough: nothing is read on this path, and coherence guarantees
+// that a send which happens-before this call (through any synchronisation)
+// is visible to this load, since its store to count/head happened-before.
+bool chan_try_recv(ChanCore* c, void* out) noexcept {
+  bool empty = c->cap == 0 ? c->sendq.empty_relaxed() : c->count.load(std::memory_order_relaxed) == 0;
+  if (empty) return false;
+  rt::Parker wake;
+  c->lock.lock();
+  Ready r = recv_locked(c, out, &wake);
+  c->lock.unlock();
+  if (wake.sync) rt::unpark(wake);
+  return r == Ready::Done;
+}
+
+// Close wakes every parked receiver (ok = false: closed) and sender (ok =
+// false: it throws). The unparks happen under the lock: once unlinked, a
+// plain waiter can still be woken by a shutdown Cancel, after which it would
+// take the lock, find itself unlinked and return, freeing its frame; holding
+// the lock until every unpark is done keeps the frames valid without a
+// separate list. Close is rare, and unpark takes no channel lock.
+void chan_close(ChanCore* c) {
+  if (!c) throw_closed("weft: close of nil channel");
+  c->lock.lock();
+  if (c->closed.load(std::memory_order_relaxed)) {
+    c->lock.unlock();
+    throw_closed("weft: close of closed channel");
+  }
+  c->closed.store(true, std::memory_order_release);
+  for (WaitQ* q : {&c->recvq, &c->sendq}) {
+    while (ChanWaiter* w = q->dequeue()) {
+      w->ctx->ok = false;
+      rt::unpark(w->ctx->parker);
+    }
+  }
+  c->lock.unlock();
+}
+
+}  // namespace weft::detail
