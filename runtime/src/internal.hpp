@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -120,8 +121,11 @@ class Runtime {
   detail::SpinLock idle_lock;
   std::vector<Worker*> idle;               // guarded by idle_lock
   std::atomic<std::int64_t> sleepers_deadline{kNoDeadline};  // earliest timeout a sleeper uses
-  std::atomic<IdlePoller*> poller{nullptr};
-  std::atomic<bool> poller_busy{false};    // a worker is blocked in poller->poll
+  std::atomic<IdlePoller*> poller{nullptr};        // published once, owned by poller_owner
+  std::atomic<bool> poller_busy{false};            // a worker is in poller->poll
+  std::atomic<std::int64_t> last_poll_ns{0};       // when a poll last ran (hint)
+  std::mutex poller_mu;                            // serialises installation
+  std::unique_ptr<IdlePoller> poller_owner;        // guarded by poller_mu
 
   // Lifecycle.
   std::atomic<bool> stopping{false};       // main ended: fibers unwind

@@ -77,7 +77,8 @@ namespace {
 
 constexpr unsigned kLifoCap = 8;
 constexpr std::int64_t kSpinNs = 50'000;  // how long an idle worker looks for work before sleeping
-constexpr int kSpinPauses = 32;  // a worker that has not switched for this long is stuck
+constexpr int kSpinPauses = 32;
+constexpr std::int64_t kBusyPollNs = 100'000;  // busy workers poll I/O at most this often
 constexpr std::size_t kHotStacks = 16;    // per worker, kept untrimmed
 constexpr std::size_t kTrimBatch = 32;
 constexpr std::size_t kMaxInlineClosure = 2048;
@@ -336,6 +337,17 @@ Fiber* steal(Worker* w) noexcept {
   if (w->timers.next_ns() != kNoDeadline) w->timers.run_expired(to_ns(Clock::now()));
   if (w->countdown == 0) {
     w->countdown = 61;
+    // Busy workers poll for I/O now and then (non-blocking), so ready
+    // sockets are not starved while no worker is idle to block in the poller.
+    if (IdlePoller* p = r.poller.load(std::memory_order_acquire)) {
+      std::int64_t now = to_ns(Clock::now());
+      if (now - r.last_poll_ns.load(std::memory_order_relaxed) > kBusyPollNs &&
+          !r.poller_busy.exchange(true, std::memory_order_acquire)) {
+        r.last_poll_ns.store(now, std::memory_order_relaxed);
+        p->poll(Clock::time_point::min());
+        r.poller_busy.store(false, std::memory_order_release);
+      }
+    }
     if (r.gq_size.load(std::memory_order_relaxed) > 0) return r.pop_global(w, false);
   }
   return nullptr;
@@ -389,6 +401,7 @@ void sleep_worker(Runtime& r, Worker* w, std::int64_t deadline) noexcept {
     }
     if (w->sleep_word.load(std::memory_order_acquire) == 0)
       p->poll(deadline == kNoDeadline ? Clock::time_point::max() : Clock::time_point(std::chrono::nanoseconds(deadline)));
+    r.last_poll_ns.store(to_ns(Clock::now()), std::memory_order_relaxed);
     r.poller_busy.store(false, std::memory_order_release);
     return;
   }
@@ -436,6 +449,7 @@ Fiber* find_work(Worker* w) noexcept {
       if (IdlePoller* p = r.poller.load(std::memory_order_acquire)) {
         if (!r.poller_busy.exchange(true, std::memory_order_acq_rel)) {
           p->poll(Clock::time_point::min());
+          r.last_poll_ns.store(to_ns(Clock::now()), std::memory_order_relaxed);
           r.poller_busy.store(false, std::memory_order_release);
           if (Fiber* f = pick_local(w)) {
             reset_spinning(w);
@@ -762,10 +776,17 @@ bool should_unwind() noexcept {
   return f && !f->unwinding && f->rt->stopping.load(std::memory_order_acquire);
 }
 
-void set_idle_poller(IdlePoller* p) {
+IdlePoller* install_idle_poller(IdlePoller* (*make)()) {
   Worker* w = current_worker();
-  if (!w) throw std::logic_error("weft: set_idle_poller() must be called on a fiber");
-  w->rt->poller.store(p, std::memory_order_release);
+  if (!w) throw std::logic_error("weft: the netpoller is only available on a fiber of a running runtime");
+  Runtime& r = *w->rt;
+  if (IdlePoller* p = r.poller.load(std::memory_order_acquire)) return p;
+  std::lock_guard<std::mutex> g(r.poller_mu);
+  if (!r.poller_owner) {
+    r.poller_owner.reset(make());
+    r.poller.store(r.poller_owner.get(), std::memory_order_release);
+  }
+  return r.poller_owner.get();
 }
 
 // ---- Runtime ---------------------------------------------------------------------
@@ -1068,6 +1089,8 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
   for (auto& w : r.workers) w->thread.join();
   futex_wake(&r.monitor_word, 1);
   monitor.join();
+  r.poller.store(nullptr, std::memory_order_release);
+  r.poller_owner.reset();
   record_teardown(r);
 }
 

@@ -123,9 +123,10 @@ class IdlePoller {
   virtual void wake() noexcept = 0;
 };
 
-// Registers the poller of the current runtime (call on a fiber). Passing
-// nullptr unregisters. The poller must outlive the registration.
-void set_idle_poller(IdlePoller* p);
+// Returns the current runtime's idle poller, creating it with make() the
+// first time (at most once per runtime, under a lock). The runtime owns it
+// and deletes it after its workers have stopped. Call on a fiber.
+IdlePoller* install_idle_poller(IdlePoller* (*make)());
 
 }  // namespace rt
 }  // namespace weft
