@@ -60,6 +60,7 @@
 extern "C" {
 void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, std::size_t size);
 void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, std::size_t* size_old);
+void __asan_unpoison_memory_region(void const volatile* addr, std::size_t size);
 }
 #endif
 #ifdef WEFT_TSAN
@@ -587,6 +588,19 @@ void start_context(Fiber* f) noexcept {
 }
 
 void fiber_exit(Fiber* self) noexcept {
+#ifdef WEFT_ASAN
+  // The frames this fiber never returns from (fiber_main, this one, the
+  // switch) keep their redzones poisoned in ASan's shadow after it is gone.
+  // The next fiber given this slot writes its closure and first frames
+  // there, and ASan reported a stack-buffer-overflow in spawn() whenever the
+  // new closure was larger than the old one. Clear them (a few hundred bytes
+  // of shadow; deeper frames unpoisoned themselves when they returned).
+  {
+    char* low = self->rt->arena.slot_base(self->slot) + self->rt->arena.guard_bytes();
+    char* from = std::max(static_cast<char*>(__builtin_frame_address(0)) - 4096, low);
+    __asan_unpoison_memory_region(from, static_cast<std::size_t>(reinterpret_cast<char*>(self) - from));
+  }
+#endif
   Worker* w = current_worker();
   Fiber* next = pick_local(w);
   switch_to(w, self, next, Action::Exit);
@@ -766,6 +780,10 @@ bool can_spin() noexcept {
   return w && w->current && w->rt->nworkers > 1 && w->q.empty() && !w->lifo;
 }
 
+void begin_unwinding() noexcept {
+  if (Fiber* f = current_fiber()) f->unwinding = true;
+}
+
 void throw_unwind() {
   if (Fiber* f = current_fiber()) f->unwinding = true;
   throw detail::FiberUnwind{};
@@ -774,6 +792,11 @@ void throw_unwind() {
 bool should_unwind() noexcept {
   Fiber* f = current_fiber();
   return f && !f->unwinding && f->rt->stopping.load(std::memory_order_acquire);
+}
+
+IdlePoller* current_idle_poller() noexcept {
+  Worker* w = current_worker();
+  return w ? w->rt->poller.load(std::memory_order_acquire) : nullptr;
 }
 
 IdlePoller* install_idle_poller(IdlePoller* (*make)()) {

@@ -82,6 +82,11 @@ Fiber* current_fiber() noexcept;
 // throws the runtime's (non-std::exception) unwind marker. Do not swallow it.
 [[noreturn]] void throw_unwind();
 
+// Marks the current fiber as unwinding without throwing: later parks are not
+// cancelled (used by a fiber that must first wait for something that still
+// references its stack, then call throw_unwind()).
+void begin_unwinding() noexcept;
+
 // True while the runtime shuts down and this fiber should unwind.
 bool should_unwind() noexcept;
 
@@ -127,6 +132,8 @@ class IdlePoller {
 // first time (at most once per runtime, under a lock). The runtime owns it
 // and deletes it after its workers have stopped. Call on a fiber.
 IdlePoller* install_idle_poller(IdlePoller* (*make)());
+// The current runtime's idle poller, or nullptr (none yet, or off-runtime).
+IdlePoller* current_idle_poller() noexcept;
 
 }  // namespace rt
 }  // namespace weft

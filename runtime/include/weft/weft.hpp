@@ -6,3 +6,4 @@
 #include <weft/sync.hpp>
 #include <weft/chan.hpp>
 #include <weft/select.hpp>
+#include <weft/net.hpp>

@@ -1,0 +1,157 @@
+// weft/net.hpp: sockets that park the calling fiber, never its thread
+// (API.md "Networking"), and weft::blocking() for calls that must block.
+//
+// Every call parks only the calling fiber. Errors throw std::system_error
+// with the errno; a passed deadline throws weft::Timeout (a system_error
+// with std::errc::timed_out). Addresses are "host:port": "127.0.0.1:8080",
+// "[::1]:0", "localhost:80"; port 0 binds an ephemeral port. Host names are
+// resolved on the blocking pool, never on a worker.
+//
+// A socket object may be used by one reading fiber and one writing fiber at
+// the same time (as a Go net.Conn); closing it wakes both with an error.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include <weft/park.hpp>
+
+namespace weft {
+
+// A deadline passed (std::errc::timed_out).
+struct Timeout : std::system_error {
+  explicit Timeout(const std::string& what) : std::system_error(std::make_error_code(std::errc::timed_out), what) {}
+};
+
+namespace detail {
+// Runs job(arg) on the blocking pool while the calling fiber parks (or
+// directly when called off the runtime). Rethrows what job threw.
+void run_blocking(void (*job)(void*), void* arg);
+}  // namespace detail
+
+// Runs f() on a separate, bounded, growable thread pool while the calling
+// fiber parks, and returns its result or rethrows its exception. For calls
+// that block a thread: file I/O, name resolution, third-party clients.
+// If the runtime shuts down meanwhile, the fiber unwinds and the result is
+// dropped once f returns.
+template <class F>
+auto blocking(F&& f) -> std::invoke_result_t<F&> {
+  using R = std::invoke_result_t<F&>;
+  struct Job {
+    F* f;
+    std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> out{};
+    static void run(void* p) {
+      auto* j = static_cast<Job*>(p);
+      if constexpr (std::is_void_v<R>) {
+        (*j->f)();
+      } else {
+        j->out.emplace((*j->f)());
+      }
+    }
+  } job{&f};
+  detail::run_blocking(&Job::run, &job);
+  if constexpr (!std::is_void_v<R>) return std::move(*job.out);
+}
+
+namespace net {
+
+namespace detail {
+struct PollDesc;
+}
+
+// A socket file descriptor registered with the netpoller. Base of the
+// socket types; move-only; the destructor closes.
+class Socket {
+ public:
+  Socket() = default;
+  Socket(Socket&& o) noexcept;
+  Socket& operator=(Socket&& o) noexcept;
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  ~Socket();
+
+  void close();  // idempotent; wakes fibers parked on this socket with an error
+  int fd() const noexcept;  // -1 once closed
+  bool is_open() const noexcept;
+  std::string local_addr() const;
+
+ protected:
+  explicit Socket(int fd);  // takes ownership of a non-blocking fd
+  detail::PollDesc* desc(const char* op) const;
+  void wait_read(const char* op);
+  void wait_write(const char* op);
+  int fd_ = -1;
+  detail::PollDesc* pd_ = nullptr;
+  std::uint32_t seq_ = 0;  // the descriptor's identity when this socket opened it
+};
+
+class TcpStream : public Socket {
+ public:
+  TcpStream() = default;
+  static TcpStream connect(std::string_view addr);
+  static TcpStream connect(std::string_view addr, std::chrono::nanoseconds timeout);
+
+  std::size_t read(std::span<char> buf);           // parks until >= 1 byte; 0 at end of stream
+  std::size_t write(std::span<const char> buf);    // parks until >= 1 byte written
+  void write_all(std::string_view data);           // parks until all is written
+  void shutdown_write();
+  void set_deadline(Clock::time_point t);          // read and write; time_point::max() clears
+  void set_read_deadline(Clock::time_point t);
+  void set_write_deadline(Clock::time_point t);
+  std::string peer_addr() const;
+  void set_nodelay(bool on);                       // on by default, as in Go
+
+ private:
+  friend class TcpListener;
+  explicit TcpStream(int fd) : Socket(fd) {}
+  static TcpStream connect_until(std::string_view addr, Clock::time_point deadline);
+  static TcpStream connect_to(const void* sockaddr, unsigned len, Clock::time_point deadline);
+};
+
+class TcpListener : public Socket {
+ public:
+  TcpListener() = default;
+  // SO_REUSEADDR is set; reuse_port adds SO_REUSEPORT (several listeners
+  // on one port, balanced by the kernel).
+  static TcpListener listen(std::string_view addr, int backlog = 1024, bool reuse_port = false);
+  // Parks until a connection arrives. Running out of file descriptors
+  // (EMFILE/ENFILE) does not fail: accept backs off (5 ms doubling to 1 s)
+  // and retries, as Go's servers do, and never spins.
+  TcpStream accept();
+  void set_deadline(Clock::time_point t);          // for accept(); max() clears
+
+ private:
+  explicit TcpListener(int fd) : Socket(fd) {}
+};
+
+class UdpSocket : public Socket {
+ public:
+  UdpSocket() = default;
+  static UdpSocket bind(std::string_view addr);
+  std::size_t send_to(std::span<const char> buf, std::string_view addr);
+  std::size_t recv_from(std::span<char> buf, std::string* from = nullptr);
+  void set_read_deadline(Clock::time_point t);
+  void set_write_deadline(Clock::time_point t);
+
+ private:
+  explicit UdpSocket(int fd) : Socket(fd) {}
+};
+
+// Park the calling fiber until a file descriptor of the caller's (set
+// O_NONBLOCK) is readable / writable: the hook for third-party non-blocking
+// libraries. Throws weft::Timeout once the deadline has passed.
+void wait_readable(int fd, Clock::time_point deadline = Clock::time_point::max());
+void wait_writable(int fd, Clock::time_point deadline = Clock::time_point::max());
+
+}  // namespace net
+}  // namespace weft

@@ -1,0 +1,57 @@
+// poller.hpp: the platform contract of the netpoller, stated once; the
+// backends (epoll.cpp on Linux, kqueue.cpp on BSD/macOS or with libkqueue)
+// only implement it. Exactly one backend is compiled (meson -Dpoller=).
+//
+// Contract:
+// - arm(fd, key): watch fd for readability and writability, edge-triggered
+//   (epoll EPOLLET, kqueue EV_CLEAR): an event is reported when the state
+//   changes to ready, once, not for as long as it stays ready. Registering
+//   reports the current readiness once. Each fd is armed once for both
+//   directions and stays armed until disarm() or close(fd).
+// - disarm(fd): stop watching (closing the fd does it implicitly).
+// - wait(deadline, out, max): block until at least one event, a wake(), or
+//   the deadline (Clock::time_point::min(): do not block; max(): no limit),
+//   and store up to max events. Returns how many. Error and hang-up
+//   conditions are reported as both readable and writable: the next system
+//   call on the fd surfaces the error. Interruptions return 0 events.
+// - wake(): make a concurrent or the next wait() return promptly; callable
+//   from any thread; wakes coalesce.
+// Only one thread calls wait() at a time (the runtime serialises pollers);
+// arm/disarm/wake may race with it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include <weft/park.hpp>
+
+namespace weft::net::detail {
+
+struct PollEvent {
+  std::uint64_t key;
+  bool readable;
+  bool writable;
+};
+
+class Backend {
+ public:
+  static constexpr int kMaxEvents = 128;
+  Backend();   // throws std::system_error
+  ~Backend();
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  void arm(int fd, std::uint64_t key);  // throws std::system_error
+  void disarm(int fd) noexcept;
+  int wait(Clock::time_point deadline, PollEvent* out, int max);
+  void wake() noexcept;
+
+ private:
+  int qfd_ = -1;     // the epoll or kqueue descriptor
+  int wakefd_ = -1;  // epoll: an eventfd; kqueue: unused (EVFILT_USER)
+  // Set by wake() before signalling, cleared by wait() when it drains the
+  // signal: wakes between the two coalesce into one write.
+  std::atomic<bool> wake_pending_{false};
+};
+
+}  // namespace weft::net::detail

@@ -1,0 +1,354 @@
+// socket.cpp: TcpStream, TcpListener, UdpSocket and wait_readable/writable
+// on top of poll descriptors (pollfd.hpp). Every operation tries the system
+// call first and parks only on EAGAIN (the poller's edge sets `ready`); EINTR
+// is retried; writes never raise SIGPIPE (MSG_NOSIGNAL).
+//
+// A Socket's fd_/pd_/seq_ are written only by construction, move and the
+// destructor (one owner); close() leaves them in place and marks the
+// descriptor closed, so a fiber concurrently reading or writing the same
+// socket sees "use of closed socket" instead of racing on the fields.
+#include <weft/net.hpp>
+#include <weft/runtime.hpp>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+
+#include "addr.hpp"
+#include "pollfd.hpp"
+
+namespace weft::net {
+
+using detail::Dir;
+
+namespace {
+
+[[noreturn]] void throw_errno(int e, const std::string& what) {
+  throw std::system_error(e, std::system_category(), "weft: " + what);
+}
+
+int new_socket(int family, int type) {
+  int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "socket");
+  return fd;
+}
+
+// Brackets one system call (see pollfd.hpp: the fd is not closed under it).
+struct Op {
+  detail::PollDesc* pd;
+  Op(detail::PollDesc* p, std::uint32_t seq) : pd(p) { detail::op_begin(pd, seq); }
+  ~Op() { detail::op_end(pd); }
+};
+
+std::uint32_t seq_of(const detail::PollDesc* pd) { return pd->seq.load(std::memory_order_relaxed); }
+
+}  // namespace
+
+Socket::Socket(int fd) : fd_(fd) {
+  try {
+    pd_ = detail::open_desc(fd);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  seq_ = seq_of(pd_);
+}
+
+Socket::Socket(Socket&& o) noexcept
+    : fd_(std::exchange(o.fd_, -1)), pd_(std::exchange(o.pd_, nullptr)), seq_(o.seq_) {}
+
+Socket& Socket::operator=(Socket&& o) noexcept {
+  if (this != &o) {
+    close();
+    fd_ = std::exchange(o.fd_, -1);
+    pd_ = std::exchange(o.pd_, nullptr);
+    seq_ = o.seq_;
+  }
+  return *this;
+}
+
+Socket::~Socket() { close(); }
+
+void Socket::close() {
+  if (pd_) detail::close_desc(pd_, seq_);
+}
+
+int Socket::fd() const noexcept {
+  return pd_ && seq_of(pd_) == seq_ ? fd_ : -1;
+}
+
+bool Socket::is_open() const noexcept { return fd() >= 0; }
+
+detail::PollDesc* Socket::desc(const char* op) const {
+  if (!pd_) detail::throw_closed(op);
+  return pd_;
+}
+
+void Socket::wait_read(const char* op) { detail::wait(desc(op), seq_, Dir::Read, op); }
+void Socket::wait_write(const char* op) { detail::wait(desc(op), seq_, Dir::Write, op); }
+
+std::string Socket::local_addr() const {
+  Op op(desc("local_addr"), seq_);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) throw_errno(errno, "getsockname");
+  return detail::format(reinterpret_cast<sockaddr*>(&ss));
+}
+
+// ---- TcpStream -----------------------------------------------------------------
+
+TcpStream TcpStream::connect(std::string_view addr) { return connect_until(addr, Clock::time_point::max()); }
+
+TcpStream TcpStream::connect(std::string_view addr, std::chrono::nanoseconds timeout) {
+  auto now = Clock::now();
+  auto deadline = timeout >= Clock::time_point::max() - now ? Clock::time_point::max()
+                                                             : now + std::chrono::duration_cast<Clock::duration>(timeout);
+  return connect_until(addr, deadline);
+}
+
+TcpStream TcpStream::connect_to(const void* sa_ptr, unsigned len, Clock::time_point deadline) {
+  auto* sa = static_cast<const sockaddr*>(sa_ptr);
+  TcpStream s(new_socket(sa->sa_family, SOCK_STREAM));
+  s.set_nodelay(true);
+  int rc;
+  {
+    Op op(s.pd_, s.seq_);
+    do rc = ::connect(s.fd_, sa, len);
+    while (rc != 0 && errno == EINTR);
+  }
+  if (rc == 0) return s;
+  if (errno != EINPROGRESS) throw_errno(errno, "connect " + detail::format(sa));
+  s.set_write_deadline(deadline);
+  try {
+    s.wait_write("connect");
+  } catch (const Timeout&) {
+    throw Timeout("weft: connect " + detail::format(sa) + ": timed out");
+  }
+  int err = 0;
+  socklen_t elen = sizeof err;
+  {
+    Op op(s.pd_, s.seq_);
+    if (::getsockopt(s.fd_, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
+  }
+  if (err != 0) throw_errno(err, "connect " + detail::format(sa));
+  s.set_write_deadline(Clock::time_point::max());
+  return s;
+}
+
+TcpStream TcpStream::connect_until(std::string_view addr, Clock::time_point deadline) {
+  auto eps = detail::resolve(addr, false, SOCK_STREAM);
+  std::exception_ptr first;
+  for (auto& ep : eps) {
+    try {
+      return connect_to(&ep.ss, ep.len, deadline);
+    } catch (const Timeout&) {
+      throw;
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  }
+  std::rethrow_exception(first);
+}
+
+std::size_t TcpStream::read(std::span<char> buf) {
+  if (buf.empty()) return 0;
+  detail::PollDesc* pd = desc("read");
+  for (;;) {
+    ssize_t n;
+    {
+      Op op(pd, seq_);
+      do n = ::recv(fd_, buf.data(), buf.size(), 0);
+      while (n < 0 && errno == EINTR);
+    }
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "read");
+    wait_read("read");
+  }
+}
+
+std::size_t TcpStream::write(std::span<const char> buf) {
+  if (buf.empty()) return 0;
+  detail::PollDesc* pd = desc("write");
+  for (;;) {
+    ssize_t n;
+    {
+      Op op(pd, seq_);
+      do n = ::send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL);
+      while (n < 0 && errno == EINTR);
+    }
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "write");
+    wait_write("write");
+  }
+}
+
+void TcpStream::write_all(std::string_view data) {
+  while (!data.empty()) data.remove_prefix(write({data.data(), data.size()}));
+}
+
+void TcpStream::shutdown_write() {
+  Op op(desc("shutdown_write"), seq_);
+  if (::shutdown(fd_, SHUT_WR) != 0) throw_errno(errno, "shutdown");
+}
+
+void TcpStream::set_deadline(Clock::time_point t) {
+  set_read_deadline(t);
+  set_write_deadline(t);
+}
+void TcpStream::set_read_deadline(Clock::time_point t) { detail::set_deadline(desc("set_read_deadline"), seq_, Dir::Read, t); }
+void TcpStream::set_write_deadline(Clock::time_point t) { detail::set_deadline(desc("set_write_deadline"), seq_, Dir::Write, t); }
+
+std::string TcpStream::peer_addr() const {
+  Op op(desc("peer_addr"), seq_);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) throw_errno(errno, "getpeername");
+  return detail::format(reinterpret_cast<sockaddr*>(&ss));
+}
+
+void TcpStream::set_nodelay(bool on) {
+  Op op(desc("set_nodelay"), seq_);
+  int v = on ? 1 : 0;
+  if (::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) != 0) throw_errno(errno, "setsockopt(TCP_NODELAY)");
+}
+
+// ---- TcpListener ---------------------------------------------------------------
+
+TcpListener TcpListener::listen(std::string_view addr, int backlog, bool reuse_port) {
+  auto eps = detail::resolve(addr, true, SOCK_STREAM);
+  const auto& ep = eps.front();
+  TcpListener l(new_socket(ep.family(), SOCK_STREAM));
+  Op op(l.pd_, l.seq_);
+  int one = 1;
+  ::setsockopt(l.fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse_port && ::setsockopt(l.fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    throw_errno(errno, "setsockopt(SO_REUSEPORT)");
+  if (::bind(l.fd_, ep.sa(), ep.len) != 0) throw_errno(errno, "listen " + std::string(addr));
+  if (::listen(l.fd_, backlog) != 0) throw_errno(errno, "listen " + std::string(addr));
+  return l;
+}
+
+TcpStream TcpListener::accept() {
+  detail::PollDesc* pd = desc("accept");
+  auto backoff = std::chrono::milliseconds(5);
+  for (;;) {
+    int fd;
+    {
+      Op op(pd, seq_);
+      do fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      while (fd < 0 && errno == EINTR);
+    }
+    if (fd >= 0) {
+      TcpStream s(fd);
+      s.set_nodelay(true);
+      return s;
+    }
+    int e = errno;
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      wait_read("accept");
+      continue;
+    }
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+      // Out of descriptors or memory: the pending connection stays queued.
+      // Sleep (parking only this fiber) and retry, backing off to 1 s.
+      this_fiber::sleep_for(backoff);
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
+      continue;
+    }
+    if (e == ECONNABORTED || e == EPROTO) continue;  // the peer gave up first
+    throw_errno(e, "accept");
+  }
+}
+
+void TcpListener::set_deadline(Clock::time_point t) { detail::set_deadline(desc("set_deadline"), seq_, Dir::Read, t); }
+
+// ---- UdpSocket -----------------------------------------------------------------
+
+UdpSocket UdpSocket::bind(std::string_view addr) {
+  auto eps = detail::resolve(addr, true, SOCK_DGRAM);
+  const auto& ep = eps.front();
+  UdpSocket u(new_socket(ep.family(), SOCK_DGRAM));
+  Op op(u.pd_, u.seq_);
+  if (::bind(u.fd_, ep.sa(), ep.len) != 0) throw_errno(errno, "bind " + std::string(addr));
+  return u;
+}
+
+std::size_t UdpSocket::send_to(std::span<const char> buf, std::string_view addr) {
+  auto eps = detail::resolve(addr, false, SOCK_DGRAM);
+  detail::PollDesc* pd = desc("send_to");
+  int family = 0;
+  {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    Op op(pd, seq_);
+    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) family = ss.ss_family;
+  }
+  auto it = std::find_if(eps.begin(), eps.end(), [&](const auto& e) { return e.family() == family; });
+  const auto& ep = it != eps.end() ? *it : eps.front();
+  for (;;) {
+    ssize_t n;
+    {
+      Op op(pd, seq_);
+      do n = ::sendto(fd_, buf.data(), buf.size(), MSG_NOSIGNAL, ep.sa(), ep.len);
+      while (n < 0 && errno == EINTR);
+    }
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "send_to " + std::string(addr));
+    wait_write("send_to");
+  }
+}
+
+std::size_t UdpSocket::recv_from(std::span<char> buf, std::string* from) {
+  detail::PollDesc* pd = desc("recv_from");
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ssize_t n;
+    {
+      Op op(pd, seq_);
+      do n = ::recvfrom(fd_, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
+      while (n < 0 && errno == EINTR);
+    }
+    if (n >= 0) {
+      if (from) *from = detail::format(reinterpret_cast<sockaddr*>(&ss));
+      return static_cast<std::size_t>(n);
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "recv_from");
+    wait_read("recv_from");
+  }
+}
+
+void UdpSocket::set_read_deadline(Clock::time_point t) { detail::set_deadline(desc("set_read_deadline"), seq_, Dir::Read, t); }
+void UdpSocket::set_write_deadline(Clock::time_point t) { detail::set_deadline(desc("set_write_deadline"), seq_, Dir::Write, t); }
+
+// ---- foreign descriptors ---------------------------------------------------------
+
+namespace {
+void wait_foreign(int fd, Clock::time_point deadline, Dir d, const char* op) {
+  if (fd < 0) throw_errno(EBADF, op);
+  // Register a duplicate: the caller keeps ownership and registration of its
+  // own fd, and closing the duplicate unregisters it from the poller.
+  int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) throw_errno(errno, op);
+  detail::PollDesc* pd = detail::open_desc(dup, /*foreign=*/true);
+  std::uint32_t seq = seq_of(pd);
+  struct Closer {
+    detail::PollDesc* pd;
+    std::uint32_t seq;
+    ~Closer() { detail::close_desc(pd, seq); }
+  } closer{pd, seq};
+  if (deadline != Clock::time_point::max()) detail::set_deadline(pd, seq, d, deadline);
+  detail::wait(pd, seq, d, op);
+}
+}  // namespace
+
+void wait_readable(int fd, Clock::time_point deadline) { wait_foreign(fd, deadline, Dir::Read, "wait_readable"); }
+void wait_writable(int fd, Clock::time_point deadline) { wait_foreign(fd, deadline, Dir::Write, "wait_writable"); }
+
+}  // namespace weft::net
