@@ -48,6 +48,12 @@ struct Op {
 
 std::uint32_t seq_of(const detail::PollDesc* pd) { return pd->seq.load(std::memory_order_relaxed); }
 
+int make_nonblocking(int fd) {
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) throw_errno(errno, "fcntl(O_NONBLOCK)");
+  return fd;
+}
+
 }  // namespace
 
 Socket::Socket(int fd) : fd_(fd) {
@@ -218,7 +224,11 @@ void TcpStream::set_nodelay(bool on) {
   if (::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) != 0) throw_errno(errno, "setsockopt(TCP_NODELAY)");
 }
 
+TcpStream TcpStream::adopt(int fd) { return TcpStream(make_nonblocking(fd)); }
+
 // ---- TcpListener ---------------------------------------------------------------
+
+TcpListener TcpListener::adopt(int fd) { return TcpListener(make_nonblocking(fd)); }
 
 TcpListener TcpListener::listen(std::string_view addr, int backlog, bool reuse_port) {
   auto eps = detail::resolve(addr, true, SOCK_STREAM);

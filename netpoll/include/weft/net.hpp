@@ -100,6 +100,8 @@ class TcpStream : public Socket {
   TcpStream() = default;
   static TcpStream connect(std::string_view addr);
   static TcpStream connect(std::string_view addr, std::chrono::nanoseconds timeout);
+  // Takes ownership of a connected socket fd (made non-blocking).
+  static TcpStream adopt(int fd);
 
   std::size_t read(std::span<char> buf);           // parks until >= 1 byte; 0 at end of stream
   std::size_t write(std::span<const char> buf);    // parks until >= 1 byte written
@@ -124,6 +126,9 @@ class TcpListener : public Socket {
   // SO_REUSEADDR is set; reuse_port adds SO_REUSEPORT (several listeners
   // on one port, balanced by the kernel).
   static TcpListener listen(std::string_view addr, int backlog = 1024, bool reuse_port = false);
+  // Takes ownership of a listening socket fd (socket activation, fds
+  // inherited from a parent); it is made non-blocking.
+  static TcpListener adopt(int fd);
   // Parks until a connection arrives. Running out of file descriptors
   // (EMFILE/ENFILE) does not fail: accept backs off (5 ms doubling to 1 s)
   // and retries, as Go's servers do, and never spins.
