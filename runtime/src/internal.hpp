@@ -133,6 +133,7 @@ class Runtime {
   std::atomic<std::uint32_t> main_done{0}; // futex
   std::atomic<std::uint32_t> exit_epoch{0};// futex, bumped per exit while stopping
   std::atomic<std::uint64_t> ext_spawned{0}, ext_exited{0};
+  std::atomic<std::uint32_t> ext_inflight{0};  // unparks from outside still touching this runtime
   std::atomic<std::uint32_t> monitor_word{0};  // futex: interrupts the monitor's sleep at exit
 
   void inject(Fiber* f) noexcept;                  // global queue + wakep

@@ -696,7 +696,15 @@ void make_runnable(Fiber* f) noexcept {
       r->wakep();
     }
   } else {
+    // From outside this runtime (a plain thread, the blocking pool, another
+    // runtime). Once f is queued it may run, let main return and run() tear
+    // the runtime down while we are still in inject()'s wakep(): the
+    // in-flight count makes run() wait for our last touch (found by TSan:
+    // a blocking-pool thread read Runtime::nspinning after the runtime was
+    // destroyed and a new one built in its place).
+    r->ext_inflight.fetch_add(1, std::memory_order_acq_rel);
     r->inject(f);
+    r->ext_inflight.fetch_sub(1, std::memory_order_release);
   }
 }
 
@@ -1114,6 +1122,7 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
   monitor.join();
   r.poller.store(nullptr, std::memory_order_release);
   r.poller_owner.reset();
+  while (r.ext_inflight.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   record_teardown(r);
 }
 
