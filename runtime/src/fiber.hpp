@@ -18,6 +18,7 @@
 //              bits 2-3. Exactly one waker per generation wins.
 //   kUnwinding set while the fiber unwinds at shutdown: the shutdown sweep
 //              leaves it alone (its destructors may park normally).
+//   kThread    the parker is a plain thread (immortal block, futex wake).
 // A parked fiber is: kSwitched set, kWoken clear. A free slot: no flag set.
 // Whoever of {unparker, switch-out} comes second makes the fiber runnable.
 #pragma once
@@ -40,6 +41,7 @@ inline constexpr std::uint64_t kSwitched = 1;
 inline constexpr std::uint64_t kWoken = 2;
 inline constexpr std::uint64_t kReasonShift = 2;  // 2 bits
 inline constexpr std::uint64_t kUnwinding = 16;
+inline constexpr std::uint64_t kThread = 32;  // the parker is a plain thread
 inline constexpr int kGenShift = 8;
 
 struct Fiber {

@@ -715,7 +715,8 @@ Parker prepare_park(WaitKind kind, const void* object) noexcept {
   f->wait_kind = kind;
   f->wait_obj = object;
   if (f->is_thread) f->thread_wake.store(0, std::memory_order_relaxed);
-  f->sync->store((f->gen << kGenShift) | (f->unwinding ? kUnwinding : 0), std::memory_order_release);
+  f->sync->store((f->gen << kGenShift) | (f->unwinding ? kUnwinding : 0) | (f->is_thread ? kThread : 0),
+                 std::memory_order_release);
   return Parker{f, f->sync, f->gen};
 }
 
@@ -771,14 +772,17 @@ bool unpark(Parker p, WakeReason reason) noexcept {
     std::uint64_t nv = v | kWoken | (static_cast<std::uint64_t>(reason) << kReasonShift);
     if (p.sync->compare_exchange_weak(v, nv, std::memory_order_acq_rel, std::memory_order_acquire)) break;
   }
-  // We own the wake. The control block is valid: the fiber cannot end
-  // before it has been woken and run.
-  Fiber* f = p.fiber;
-  if (f->is_thread) {
-    f->thread_wake.store(1, std::memory_order_release);
-    futex_wake(&f->thread_wake, 1);
+  // We own the wake. Touch the control block only where it cannot be
+  // running or reused: a thread's block is immortal; a fiber's is ours only
+  // if it was switched out. If it was not yet (kSwitched clear), its own
+  // switch-out queues it, and it may already be running, even finished and
+  // its slot reused, by the time we get here (TSan caught a read of
+  // is_thread racing with the next fiber's construction in that slot).
+  if (v & kThread) {
+    p.fiber->thread_wake.store(1, std::memory_order_release);
+    futex_wake(&p.fiber->thread_wake, 1);
   } else if (v & kSwitched) {
-    make_runnable(f);
+    make_runnable(p.fiber);
   }
   return true;
 }

@@ -402,6 +402,9 @@ TEST(NetShutdown, FibersParkedInIoAreUnwound) {
 
 // EMFILE on accept: run in a child process with a low descriptor limit.
 TEST(NetLimits, AcceptSurvivesEmfileWithoutSpinning) {
+  // Re-execute the binary for the child: earlier tests left blocking-pool
+  // threads behind, and fork() with threads is unsafe.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         weft::run([] {
