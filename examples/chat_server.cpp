@@ -1,0 +1,119 @@
+// chat_server: every line a client sends is broadcast to all clients.
+//   chat_server [--listen ADDR] [--workers N]     (default 127.0.0.1:9001)
+// A hub fiber owns the set of clients and talks to the connection fibers
+// over channels only (no locks): joins, leaves and messages arrive on three
+// channels it selects over; each client has an outbox channel drained by its
+// own writer fiber, so one slow client never blocks the hub (its outbox
+// fills and it misses lines instead).
+#include <weft/weft.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace {
+
+struct Client {
+  std::uint64_t id;
+  weft::Chan<std::string> outbox;
+};
+
+struct Hub {
+  weft::Chan<Client> join = weft::make_chan<Client>();
+  weft::Chan<std::uint64_t> leave = weft::make_chan<std::uint64_t>();
+  weft::Chan<std::string> messages = weft::make_chan<std::string>(256);
+
+  void run() {
+    std::map<std::uint64_t, weft::Chan<std::string>> clients;
+    for (;;) {
+      weft::select(
+          weft::recv(join,
+                     [&](std::optional<Client> c) {
+                       if (c) clients.emplace(c->id, c->outbox);
+                     }),
+          weft::recv(leave,
+                     [&](std::optional<std::uint64_t> id) {
+                       if (!id) return;
+                       auto it = clients.find(*id);
+                       if (it == clients.end()) return;
+                       it->second.close();  // ends that client's writer
+                       clients.erase(it);
+                     }),
+          weft::recv(messages, [&](std::optional<std::string> line) {
+            if (!line) return;
+            for (auto& [id, out] : clients) {
+              std::string copy = *line;
+              out.try_send(copy);  // a full outbox drops the line for that client only
+            }
+          }));
+    }
+  }
+};
+
+void serve(Hub& hub, weft::net::TcpStream conn) {
+  auto c = std::make_shared<weft::net::TcpStream>(std::move(conn));
+  std::uint64_t id = weft::this_fiber::id();
+  auto outbox = weft::make_chan<std::string>(64);
+  std::string who = c->peer_addr();
+  hub.join.send(Client{id, outbox});
+  hub.messages.send("* " + who + " joined\n");
+  auto writer = weft::go([c, outbox] {
+    try {
+      for (std::string line : outbox) c->write_all(line);
+    } catch (const std::system_error&) {
+    }
+  });
+  std::string buf;
+  char chunk[1024];
+  try {
+    while (auto n = c->read(chunk)) {
+      buf.append(chunk, n);
+      for (std::size_t nl; (nl = buf.find('\n')) != std::string::npos; buf.erase(0, nl + 1))
+        hub.messages.send(who + ": " + buf.substr(0, nl + 1));
+      if (buf.size() > 4096) buf.clear();  // no line that long: drop it
+    }
+  } catch (const std::system_error&) {
+  }
+  hub.leave.send(id);
+  writer.join();
+  hub.messages.send("* " + who + " left\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string addr = "127.0.0.1:9001";
+  unsigned workers = 0;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf("usage: %s [--listen HOST:PORT] [--workers N]\n  then: nc HOST PORT, and type lines\n", argv[0]);
+      return 0;
+    } else if (a == "--listen" && i + 1 < argc) {
+      addr = argv[++i];
+    } else if (a == "--workers" && i + 1 < argc) {
+      workers = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
+    } else {
+      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
+      return 2;
+    }
+  }
+  try {
+    return weft::run(
+        [&] {
+          auto ln = weft::net::TcpListener::listen(addr);
+          std::printf("chat server listening on %s\n", ln.local_addr().c_str());
+          std::fflush(stdout);
+          Hub hub;
+          weft::spawn([&hub] { hub.run(); });
+          for (;;) weft::spawn([&hub](weft::net::TcpStream c) { serve(hub, std::move(c)); }, ln.accept());
+          return 0;
+        },
+        weft::Options{.workers = workers});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "chat_server: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,110 @@
+// http_hello: an HTTP/1.1 keep-alive server answering "Hello, World!" to
+// every request, one fiber per connection.
+//   http_hello [--listen ADDR] [--workers N]      (default 127.0.0.1:8080)
+#include <weft/weft.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace {
+
+constexpr std::string_view kResponse =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: text/plain\r\n"
+    "Content-Length: 13\r\n"
+    "\r\n"
+    "Hello, World!";
+constexpr std::string_view kClose =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: text/plain\r\n"
+    "Content-Length: 13\r\n"
+    "Connection: close\r\n"
+    "\r\n"
+    "Hello, World!";
+constexpr std::string_view kBad = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+bool wants_close(std::string_view head) {
+  std::string h(head);
+  for (auto& ch : h) ch = static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+  if (h.find("connection: close") != std::string::npos) return true;
+  std::string_view line = std::string_view(h).substr(0, h.find("\r\n"));
+  return line.ends_with("http/1.0") && h.find("connection: keep-alive") == std::string::npos;
+}
+
+void serve(weft::net::TcpStream c) {
+  std::string buf;
+  char chunk[8192];
+  try {
+    for (;;) {
+      std::size_t end;
+      while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
+        if (buf.size() > 64 * 1024) {
+          c.write_all(kBad);
+          return;
+        }
+        auto n = c.read(chunk);
+        if (n == 0) return;
+        buf.append(chunk, n);
+      }
+      std::string_view head(buf.data(), end);
+      // Requests with a body: this server ignores bodies, so it reads
+      // Content-Length bytes and drops them.
+      std::size_t body = 0;
+      if (auto p = head.find("Content-Length:"); p != std::string_view::npos)
+        body = std::strtoul(std::string(head.substr(p + 15, 20)).c_str(), nullptr, 10);
+      bool close = wants_close(head);
+      std::size_t need = end + 4 + body;
+      while (buf.size() < need) {
+        auto n = c.read(chunk);
+        if (n == 0) return;
+        buf.append(chunk, n);
+      }
+      buf.erase(0, need);
+      if (close) {
+        c.write_all(kClose);
+        return;
+      }
+      c.write_all(kResponse);
+    }
+  } catch (const std::system_error&) {
+    // reset or closed by the peer
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string addr = "127.0.0.1:8080";
+  unsigned workers = 0;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf("usage: %s [--listen HOST:PORT] [--workers N]\n", argv[0]);
+      return 0;
+    } else if (a == "--listen" && i + 1 < argc) {
+      addr = argv[++i];
+    } else if (a == "--workers" && i + 1 < argc) {
+      workers = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
+    } else {
+      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
+      return 2;
+    }
+  }
+  try {
+    return weft::run(
+        [&] {
+          auto ln = weft::net::TcpListener::listen(addr);
+          std::printf("http_hello listening on http://%s/\n", ln.local_addr().c_str());
+          std::fflush(stdout);
+          for (;;) weft::spawn(serve, ln.accept());
+          return 0;
+        },
+        weft::Options{.workers = workers});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "http_hello: %s\n", e.what());
+    return 1;
+  }
+}
