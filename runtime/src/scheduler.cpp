@@ -424,18 +424,35 @@ Fiber* find_work(Worker* w) noexcept {
       reset_spinning(w);
       return f;
     }
-    if (!w->spinning && 2 * r.nspinning.load(std::memory_order_relaxed) < static_cast<int>(r.nworkers)) {
+    // Spin only where there is someone to steal from: with one worker the
+    // next work can only come from the poller, a timer or outside, and the
+    // sleep below blocks in the poller itself.
+    if (!w->spinning && r.nworkers > 1 &&
+        2 * r.nspinning.load(std::memory_order_relaxed) < static_cast<int>(r.nworkers)) {
       w->spinning = true;
       r.nspinning.fetch_add(1, std::memory_order_seq_cst);
     }
     if (w->spinning) {
       // Spin for a short while before sleeping: a futex sleep and wake
       // costs both sides microseconds, more than most gaps between bursts.
+      // Each round steals, and polls for I/O without blocking (Go's
+      // findrunnable checks netpoll before it steals, too).
       std::int64_t spin_until = to_ns(Clock::now()) + kSpinNs;
       for (unsigned round = 0;; round++) {
         if (Fiber* f = steal(w)) {
           reset_spinning(w);
           return f;
+        }
+        if (IdlePoller* p = r.poller.load(std::memory_order_acquire)) {
+          if (!r.poller_busy.exchange(true, std::memory_order_acq_rel)) {
+            p->poll(Clock::time_point::min());
+            r.last_poll_ns.store(to_ns(Clock::now()), std::memory_order_relaxed);
+            r.poller_busy.store(false, std::memory_order_release);
+            if (Fiber* f = pick_local(w)) {
+              reset_spinning(w);
+              return f;
+            }
+          }
         }
         if (r.gq_size.load(std::memory_order_relaxed) > 0 || w->lifo) break;
         if (round % 4 == 3 && to_ns(Clock::now()) > spin_until) break;
@@ -445,17 +462,6 @@ Fiber* find_work(Worker* w) noexcept {
 #if defined(__x86_64__) || defined(__i386__)
           __builtin_ia32_pause();
 #endif
-        }
-      }
-      if (IdlePoller* p = r.poller.load(std::memory_order_acquire)) {
-        if (!r.poller_busy.exchange(true, std::memory_order_acq_rel)) {
-          p->poll(Clock::time_point::min());
-          r.last_poll_ns.store(to_ns(Clock::now()), std::memory_order_relaxed);
-          r.poller_busy.store(false, std::memory_order_release);
-          if (Fiber* f = pick_local(w)) {
-            reset_spinning(w);
-            return f;
-          }
         }
       }
       w->spinning = false;
