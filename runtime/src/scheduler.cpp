@@ -531,6 +531,22 @@ void free_slot(Worker* w, Fiber* f) noexcept {
 #ifdef WEFT_TSAN
   __tsan_destroy_fiber(f->tsan_fiber);
 #endif
+#ifdef WEFT_ASAN
+  // The frames the dead fiber never returned from (fiber_main, fiber_exit,
+  // the switch) keep their redzones poisoned in ASan's shadow. The next fiber
+  // given this slot (or a later arena mapped at the same address) writes its
+  // closure and first frames there, and ASan reported a stack-buffer-overflow
+  // in spawn() whenever the new closure was larger than the old one. Clear
+  // them from here, on another stack, where nothing can poison them again:
+  // from the dead fiber's last stack pointer (its saved context) up to its
+  // control block. Deeper frames unpoisoned themselves when they returned.
+  {
+    char* low = r.arena.slot_base(slot) + r.arena.guard_bytes();
+    char* sp = static_cast<char*>(f->ctx) - 256;
+    if (sp < low) sp = low;
+    __asan_unpoison_memory_region(sp, static_cast<std::size_t>(reinterpret_cast<char*>(f) - sp));
+  }
+#endif
   // A new generation: every Parker of the dead fiber is now stale.
   f->sync->store((f->gen + 1) << kGenShift, std::memory_order_release);
   f->~Fiber();
@@ -594,19 +610,6 @@ void start_context(Fiber* f) noexcept {
 }
 
 void fiber_exit(Fiber* self) noexcept {
-#ifdef WEFT_ASAN
-  // The frames this fiber never returns from (fiber_main, this one, the
-  // switch) keep their redzones poisoned in ASan's shadow after it is gone.
-  // The next fiber given this slot writes its closure and first frames
-  // there, and ASan reported a stack-buffer-overflow in spawn() whenever the
-  // new closure was larger than the old one. Clear them (a few hundred bytes
-  // of shadow; deeper frames unpoisoned themselves when they returned).
-  {
-    char* low = self->rt->arena.slot_base(self->slot) + self->rt->arena.guard_bytes();
-    char* from = std::max(static_cast<char*>(__builtin_frame_address(0)) - 4096, low);
-    __asan_unpoison_memory_region(from, static_cast<std::size_t>(reinterpret_cast<char*>(self) - from));
-  }
-#endif
   Worker* w = current_worker();
   Fiber* next = pick_local(w);
   switch_to(w, self, next, Action::Exit);
