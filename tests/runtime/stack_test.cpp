@@ -175,3 +175,53 @@ TEST_F(Stack, BigClosureLivesOnTheHeap) {
 }
 
 }  // namespace
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WEFT_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT_TEST_ASAN 1
+#endif
+#endif
+#ifdef WEFT_TEST_ASAN
+extern "C" void* __asan_region_is_poisoned(void* beg, std::size_t size);
+#endif
+
+// Regression (ASan): a fiber's outermost frames (fiber_main, fiber_exit, the
+// switch) never return, so their redzones stayed poisoned in ASan's shadow
+// after the fiber ended. Interleaving: fiber A ends; its slot goes back to
+// the worker's cache (or the arena is unmapped and a later run maps a new one
+// at the same address: munmap does not clear shadow); fiber B gets that
+// memory and placement-news its closure just below the control block, over
+// A's old frames: ASan reported a stack-buffer-overflow in spawn() (seen in
+// Stress.HundredThousandWaitersNotifyAll). free_slot now unpoisons them.
+// Under ASan the test checks the shadow of an ended fiber's slot directly.
+TEST_F(Stack, EndedFiberLeavesNoPoisonedStack) {
+  weft::run([] {
+    for (int round = 0; round < 8; round++) {
+      char* lo = nullptr;
+      char* hi = nullptr;
+      weft::go([&] {
+        weft::rt::Fiber* f = weft::rt::current_fiber();
+        lo = f->rt->arena.slot_base(f->slot) + f->rt->arena.guard_bytes();
+        hi = reinterpret_cast<char*>(f);
+        if (round % 2) weft::this_fiber::yield();
+      }).join();
+      weft::this_fiber::yield();  // the ended fiber's switch-out has completed
+#ifdef WEFT_TEST_ASAN
+      EXPECT_EQ(__asan_region_is_poisoned(lo, static_cast<std::size_t>(hi - lo)), nullptr);
+#else
+      EXPECT_LT(lo, hi);
+#endif
+      struct Big {
+        char bytes[1024];
+      } big{};
+      big.bytes[1023] = 5;
+      EXPECT_EQ(weft::go([big] { return big.bytes[1023] + 0; }).join(), 5);
+    }
+  }, {.workers = 1});
+}
+
+}  // namespace
