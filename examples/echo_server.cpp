@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 int main(int argc, char** argv) {
@@ -31,9 +32,17 @@ int main(int argc, char** argv) {
           std::fflush(stdout);
           for (;;) {
             weft::spawn([c = ln.accept()]() mutable {
-              char buf[4096];
               try {
-                while (auto n = c.read(buf)) c.write_all({buf, n});
+                for (;;) {
+                  // Park with a shallow stack, and hold a buffer only while
+                  // data flows: an idle connection costs one stack page.
+                  c.wait_readable();
+                  auto buf = std::make_unique<char[]>(4096);
+                  while (auto n = c.try_read({buf.get(), 4096})) {
+                    if (*n == 0) return;  // end of stream
+                    c.write_all({buf.get(), *n});
+                  }
+                }
               } catch (const std::system_error&) {
                 // peer reset: drop the connection
               }

@@ -162,6 +162,29 @@ TcpStream TcpStream::connect_until(std::string_view addr, Clock::time_point dead
   std::rethrow_exception(first);
 }
 
+std::optional<std::size_t> TcpStream::try_read(std::span<char> buf) {
+  Op op(desc("read"), seq_);
+  ssize_t n;
+  do n = ::recv(fd_, buf.data(), buf.size(), 0);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) return static_cast<std::size_t>(n);
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
+  throw_errno(errno, "read");
+}
+
+std::optional<std::size_t> TcpStream::try_write(std::span<const char> buf) {
+  Op op(desc("write"), seq_);
+  ssize_t n;
+  do n = ::send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) return static_cast<std::size_t>(n);
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
+  throw_errno(errno, "write");
+}
+
+void TcpStream::wait_readable() { wait_read("wait_readable"); }
+void TcpStream::wait_writable() { wait_write("wait_writable"); }
+
 std::size_t TcpStream::read(std::span<char> buf) {
   if (buf.empty()) return 0;
   detail::PollDesc* pd = desc("read");

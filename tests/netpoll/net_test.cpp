@@ -132,6 +132,41 @@ TEST_P(Net, ReadDeadlineFiresAndClearingItKeepsTheConnectionUsable) {
       {.workers = GetParam()});
 }
 
+TEST_P(Net, TryReadAndWaitReadableWithoutABuffer) {
+  weft::run(
+      [] {
+        auto ln = TcpListener::listen("127.0.0.1:0");
+        auto c = TcpStream::connect(ln.local_addr());
+        auto s = ln.accept();
+        char buf[8];
+        EXPECT_FALSE(c.try_read(buf).has_value());  // nothing yet: never parks
+        auto w = weft::go([&] {
+          weft::this_fiber::sleep_for(10ms);
+          s.write_all("abc");
+        });
+        std::size_t got = 0;
+        while (got < 3) {
+          c.wait_readable();  // parks until data (may return spuriously)
+          while (auto n = c.try_read({buf + got, sizeof buf - got})) got += *n;
+        }
+        EXPECT_EQ(std::string(buf, 3), "abc");
+        w.join();
+        EXPECT_EQ(c.try_write(std::string_view("z")).value_or(0), 1u);
+        EXPECT_EQ(s.read(buf), 1u);  // (unread data at close would mean a reset)
+        c.set_read_deadline(Clock::now() + 10ms);
+        EXPECT_THROW(
+            {
+              for (;;) c.wait_readable();
+            },
+            weft::Timeout);
+        s.close();
+        c.set_read_deadline(Clock::time_point::max());
+        c.wait_readable();  // end of stream is readable
+        EXPECT_EQ(c.try_read(buf).value_or(99), 0u);
+      },
+      {.workers = GetParam()});
+}
+
 TEST_P(Net, WriteDeadlineFiresWhenThePeerDoesNotRead) {
   weft::run(
       [] {

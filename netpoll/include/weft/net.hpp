@@ -106,6 +106,16 @@ class TcpStream : public Socket {
   std::size_t read(std::span<char> buf);           // parks until >= 1 byte; 0 at end of stream
   std::size_t write(std::span<const char> buf);    // parks until >= 1 byte written
   void write_all(std::string_view data);           // parks until all is written
+  // Never park: nullopt when the call would block (Tokio's try_read/try_write).
+  std::optional<std::size_t> try_read(std::span<char> buf);
+  std::optional<std::size_t> try_write(std::span<const char> buf);
+  // Park until reading (writing) may make progress, without a buffer: a
+  // server can wait with a shallow stack and take a buffer only while data
+  // flows, so an idle connection costs its fiber's one stack page. May
+  // return spuriously; throws weft::Timeout after the deadline set with
+  // set_read_deadline (set_write_deadline).
+  void wait_readable();
+  void wait_writable();
   void shutdown_write();
   void set_deadline(Clock::time_point t);          // read and write; time_point::max() clears
   void set_read_deadline(Clock::time_point t);

@@ -1,0 +1,3 @@
+module weftbench/net
+
+go 1.19

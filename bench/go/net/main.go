@@ -1,0 +1,68 @@
+// Go twins of the network benchmarks: a goroutine-per-connection echo
+// server, and a net/http "Hello, World!" server.
+// Usage: go run . -mode echo|http -listen 127.0.0.1:PORT -procs N
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+)
+
+func main() {
+	mode := flag.String("mode", "echo", "echo or http")
+	listen := flag.String("listen", "127.0.0.1:9200", "address")
+	procs := flag.Int("procs", 1, "GOMAXPROCS")
+	flag.Parse()
+	runtime.GOMAXPROCS(*procs)
+	switch *mode {
+	case "echo":
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("go echo listening on %s\n", ln.Addr())
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				continue
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						if err != io.EOF {
+							return
+						}
+						return
+					}
+				}
+			}(c)
+		}
+	case "http":
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "Hello, World!")
+		})
+		fmt.Printf("go http listening on %s\n", *listen)
+		if err := http.ListenAndServe(*listen, nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "unknown -mode")
+		os.Exit(2)
+	}
+}

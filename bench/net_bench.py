@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Network benchmarks: weft's example servers against their Go twins, a
+hand-written C epoll reactor (echo) and nginx (http), driven by the same
+load generators on loopback, side by side, medians of --reps runs.
+
+echo: bench/loadgen (C, one core) with 64-byte messages; the fair figure on
+a 2-core machine is the *server's CPU time per round trip* (utime+stime of
+the server process over the run, from /proc/PID/stat), plus round trips/s
+and p99 latency.
+http: wrk -t1 against each server; requests/s.
+memory: RSS of the server per idle connection at 10,000 connections.
+
+Every server is started here and stopped by its PID.
+usage: net_bench.py --build BUILD [--reps 3] [--seconds 5] [--only echo|http|memory]
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_port(port, timeout=5.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"server on port {port} did not come up")
+
+
+class Server:
+    def __init__(self, argv, port):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.port = port
+        wait_port(port)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)  # by PID, never by name
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def servers_echo(build, gobin, reactor):
+    return {
+        "weft w=1": lambda p: [f"{build}/examples/echo_server", "--listen", f"127.0.0.1:{p}", "--workers", "1"],
+        "weft w=2": lambda p: [f"{build}/examples/echo_server", "--listen", f"127.0.0.1:{p}", "--workers", "2"],
+        "go P=1": lambda p: [gobin, "-mode", "echo", "-listen", f"127.0.0.1:{p}", "-procs", "1"],
+        "go P=2": lambda p: [gobin, "-mode", "echo", "-listen", f"127.0.0.1:{p}", "-procs", "2"],
+        "reactor t=1": lambda p: [reactor, "--listen", f"127.0.0.1:{p}", "--threads", "1"],
+        "reactor t=2": lambda p: [reactor, "--listen", f"127.0.0.1:{p}", "--threads", "2"],
+    }
+
+
+def run_echo(loadgen, argv_of, conns, seconds):
+    port = free_port()
+    srv = Server(argv_of(port), port)
+    try:
+        c0 = cpu_seconds(srv.proc.pid)
+        out = subprocess.run([loadgen, "--addr", f"127.0.0.1:{port}", "--conns", str(conns), "--seconds",
+                              str(seconds), "--size", "64"], check=True, capture_output=True, text=True).stdout
+        c1 = cpu_seconds(srv.proc.pid)
+    finally:
+        srv.stop()
+    kv = dict(x.split("=") for x in out.split()[1:])
+    rps = float(kv["rps"])
+    return {"cpu_us": (c1 - c0) * 1e6 / max(1.0, rps * seconds), "rps": rps, "p99": float(kv["p99_us"]),
+            "errors": int(kv["errors"])}
+
+
+NGINX_CONF = """worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {dir};
+  proxy_temp_path {dir};
+  fastcgi_temp_path {dir};
+  uwsgi_temp_path {dir};
+  scgi_temp_path {dir};
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type text/plain; return 200 "Hello, World!"; }}
+  }}
+}}
+"""
+
+
+def run_http(argv_of, conns, seconds, tmp):
+    port = free_port()
+    argv = argv_of(port)
+    if argv[0] == "nginx":
+        d = tempfile.mkdtemp(dir=tmp)
+        with open(f"{d}/nginx.conf", "w") as f:
+            f.write(NGINX_CONF.format(dir=d, port=port))
+        argv = [shutil.which("nginx") or "/usr/sbin/nginx", "-c", f"{d}/nginx.conf", "-p", d]
+    srv = Server(argv, port)
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/"],
+                             check=True, capture_output=True, text=True).stdout
+    finally:
+        srv.stop()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 1, "ms": 1000, "s": 1e6}[p99.group(2)] if p99 else 0
+    return {"rps": rps, "p99": float(p99.group(1)) * scale if p99 else float("nan")}
+
+
+def idle_memory(argv_of, n):
+    """RSS growth of a server per idle connection, for n connections."""
+    port = free_port()
+    srv = Server(argv_of(port), port)
+    socks = []
+    try:
+        time.sleep(0.2)
+        before = rss_kib(srv.proc.pid)
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"x")  # make each server fiber/goroutine read and park again
+            socks.append(s)
+        for s in socks:
+            s.recv(1)
+        time.sleep(0.5)
+        after = rss_kib(srv.proc.pid)
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+    return (after - before) * 1024.0 / n
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--only", default="")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="weft-netbench-")
+    loadgen, reactor, gobin = f"{tmp}/loadgen", f"{tmp}/reactor_echo", f"{tmp}/gonet"
+    subprocess.run(["cc", "-O2", "-o", loadgen, f"{HERE}/loadgen.c"], check=True)
+    subprocess.run(["cc", "-O2", "-pthread", "-o", reactor, f"{HERE}/reactor_echo.c"], check=True)
+    subprocess.run(["go", "build", "-o", gobin, "."], cwd=f"{HERE}/go/net", check=True)
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    if a.only in ("", "echo"):
+        print("\n### echo: 64-byte round trips, loadgen on loopback, medians of", a.reps)
+        print("| server | conns | server CPU us/rt | round trips/s | p99 us | errors |")
+        print("|---|---|---|---|---|---|")
+        srvs = servers_echo(a.build, gobin, reactor)
+        for conns in (100, 1000):
+            results = {name: [] for name in srvs}
+            for _ in range(a.reps):
+                for name, argv_of in srvs.items():  # interleaved: same noise for all
+                    results[name].append(run_echo(loadgen, argv_of, conns, a.seconds))
+            for name, rs in results.items():
+                print(f"| {name} | {conns} | {med([r['cpu_us'] for r in rs]):.2f} | {med([r['rps'] for r in rs]):.0f} | "
+                      f"{med([r['p99'] for r in rs]):.0f} | {sum(r['errors'] for r in rs)} |")
+            for w in ("1", "2"):
+                wc = med([r["cpu_us"] for r in results[f"weft w={w}"]])
+                print(f"| ratio w={w} | {conns} | weft/reactor {wc / med([r['cpu_us'] for r in results[f'reactor t={w}']]):.3f}, "
+                      f"weft/Go {wc / med([r['cpu_us'] for r in results[f'go P={w}']]):.3f} | | | |")
+            sys.stdout.flush()
+
+    if a.only in ("", "http"):
+        if not shutil.which("wrk"):
+            print("wrk not installed: skipping http")
+        else:
+            print("\n### http: wrk -t1 against hello servers, requests/s, medians of", a.reps)
+            print("| server | conns | requests/s | p99 us |")
+            print("|---|---|---|---|")
+            srvs = {
+                "weft w=1": lambda p: [f"{a.build}/examples/http_hello", "--listen", f"127.0.0.1:{p}", "--workers", "1"],
+                "weft w=2": lambda p: [f"{a.build}/examples/http_hello", "--listen", f"127.0.0.1:{p}", "--workers", "2"],
+                "go P=2": lambda p: [gobin, "-mode", "http", "-listen", f"127.0.0.1:{p}", "-procs", "2"],
+                "nginx 1 worker": lambda p: ["nginx"],
+            }
+            for conns in (100, 1000):
+                results = {name: [] for name in srvs}
+                for _ in range(a.reps):
+                    for name, argv_of in srvs.items():
+                        results[name].append(run_http(argv_of, conns, a.seconds, tmp))
+                for name, rs in results.items():
+                    print(f"| {name} | {conns} | {med([r['rps'] for r in rs]):.0f} | {med([r['p99'] for r in rs]):.0f} |")
+                sys.stdout.flush()
+
+    if a.only in ("", "memory"):
+        n = 10000
+        print(f"\n### memory: server RSS per idle connection at {n} connections")
+        print("| server | bytes per connection |")
+        print("|---|---|")
+        for name, argv_of in [("weft w=2", lambda p: [f"{a.build}/examples/echo_server", "--listen", f"127.0.0.1:{p}", "--workers", "2"]),
+                              ("go P=2", lambda p: [gobin, "-mode", "echo", "-listen", f"127.0.0.1:{p}", "-procs", "2"])]:
+            print(f"| {name} | {med([idle_memory(argv_of, n) for _ in range(a.reps)]):.0f} |")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
