@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
 build=${WEFT_BENCH_BUILD:-$top/build-bench}
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" "$top" -Dbuildtype=release -Dtests=false -Dexamples=false >/dev/null
+  meson setup "$build" "$top" -Dbuildtype=release -Dtests=false >/dev/null
 fi
 ninja -C "$build" >/dev/null
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r); $(go version); $(date -u +%F)"
