@@ -13,11 +13,15 @@
 
 namespace weft::net::detail {
 
+struct Backend::Raw {
+  epoll_event evs[Backend::kMaxEvents];
+};
+
 namespace {
 constexpr std::uint64_t kWakeKey = ~std::uint64_t{0};
 }
 
-Backend::Backend() {
+Backend::Backend() : raw_(new Raw) {
   qfd_ = epoll_create1(EPOLL_CLOEXEC);
   if (qfd_ < 0) throw std::system_error(errno, std::system_category(), "weft: epoll_create1");
   wakefd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -56,7 +60,7 @@ void Backend::disarm(int fd) noexcept {
 }
 
 int Backend::wait(Clock::time_point deadline, PollEvent* out, int max) {
-  epoll_event evs[kMaxEvents];
+  auto& evs = raw_->evs;
   if (max > kMaxEvents) max = kMaxEvents;
   int n;
   if (deadline == Clock::time_point::max()) {

@@ -13,11 +13,15 @@
 
 namespace weft::net::detail {
 
+struct Backend::Raw {
+  struct kevent evs[Backend::kMaxEvents];
+};
+
 namespace {
 constexpr uintptr_t kWakeIdent = 0x77656674;  // "weft"
 }
 
-Backend::Backend() {
+Backend::Backend() : raw_(new Raw) {
   qfd_ = kqueue();
   if (qfd_ < 0) throw std::system_error(errno, std::system_category(), "weft: kqueue");
   struct kevent ev;
@@ -48,7 +52,7 @@ void Backend::disarm(int fd) noexcept {
 }
 
 int Backend::wait(Clock::time_point deadline, PollEvent* out, int max) {
-  struct kevent evs[kMaxEvents];
+  auto& evs = raw_->evs;
   if (max > kMaxEvents) max = kMaxEvents;
   timespec ts{};
   timespec* tp = &ts;

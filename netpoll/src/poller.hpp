@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 
 #include <weft/park.hpp>
 
@@ -47,6 +48,11 @@ class Backend {
   void wake() noexcept;
 
  private:
+  // The kernel's event array, in the object rather than on the stack: a
+  // busy worker polls on whatever fiber stack it is running, and a parked
+  // fiber should keep costing one page. Only the polling thread uses it.
+  struct Raw;
+  std::unique_ptr<Raw> raw_;
   int qfd_ = -1;     // the epoll or kqueue descriptor
   int wakefd_ = -1;  // epoll: an eventfd; kqueue: unused (EVFILT_USER)
   // Set by wake() before signalling, cleared by wait() when it drains the

@@ -1,0 +1,67 @@
+// prime_sieve: Go's classic concurrent prime sieve over weft channels.
+//   prime_sieve [--count N] [--workers W]
+// A generator fiber sends 2, 3, 4, ... into a channel; each prime found
+// starts a filter fiber that passes on only the numbers its prime does not
+// divide, so the chain of filters grows by one fiber per prime. Prints the
+// first N primes. When main returns, the runtime unwinds the filters still
+// parked in recv/send.
+#include <weft/weft.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace {
+
+bool parse(const char* prog, const std::string& flag, const char* s, unsigned& out) {
+  char* end = nullptr;
+  unsigned long v = std::strtoul(s, &end, 10);
+  if (*end || v == 0 || v > 1'000'000) {
+    std::fprintf(stderr, "%s: bad value for %s: %s\n", prog, flag.c_str(), s);
+    return false;
+  }
+  out = static_cast<unsigned>(v);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  unsigned count = 100, workers = 0;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf("usage: %s [--count N] [--workers W]\n"
+                  "Prints the first N primes (default 100) found by a chain of filter fibers.\n",
+                  argv[0]);
+      return 0;
+    }
+    if ((a == "--count" || a == "--workers") && i + 1 < argc) {
+      if (!parse(argv[0], a, argv[++i], a == "--count" ? count : workers)) return 2;
+    } else {
+      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
+      return 2;
+    }
+  }
+  return weft::run(
+      [count] {
+        weft::Chan<unsigned long> ch(0);
+        weft::spawn([ch] {  // the generator
+          for (unsigned long i = 2;; i++) ch.send(i);
+        });
+        for (unsigned n = 0; n < count; n++) {
+          unsigned long prime = *ch.recv();
+          std::printf("%lu\n", prime);
+          weft::Chan<unsigned long> next(0);
+          weft::spawn([in = ch, out = next, prime] {  // a filter
+            for (;;) {
+              unsigned long v = *in.recv();
+              if (v % prime != 0) out.send(v);
+            }
+          });
+          ch = next;
+        }
+        return 0;
+      },
+      {.workers = workers});
+}
