@@ -1,0 +1,3 @@
+module weftbench/chan
+
+go 1.19
