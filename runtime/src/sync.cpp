@@ -170,9 +170,16 @@ void Mutex::unlock_slow(std::uint32_t s) {
   for (;;) {
     s = state_.load(std::memory_order_relaxed);
     bool starving = s & kStarving;
-    // Normal mode: nothing to do if nobody waits, the lock was taken again,
-    // or a waiter is already awake (it will find the lock free).
-    if (!starving && (!(s & kWaiters) || (s & (kLocked | kWoken)))) return;
+    // Taken again since our fetch_sub (a barger, before the mode changed):
+    // its unlock wakes or hands off. This holds in starvation mode too: a
+    // waiter may have set kStarving while the barger held the lock, and
+    // handing it to a waiter now would make two owners (the receiver sets
+    // kLocked without checking it), whose second unlock then aborted with
+    // "unlock() of an unlocked mutex".
+    if (s & kLocked) return;
+    // Normal mode: nothing to do if nobody waits or a waiter is already
+    // awake (it will find the lock free).
+    if (!starving && (!(s & kWaiters) || (s & kWoken))) return;
     detail::Waiter* w = waiters_.pop_front();
     if (!w) {
       state_.fetch_and(~(kWaiters | kStarving), std::memory_order_relaxed);
