@@ -87,6 +87,42 @@ TEST_P(Sync, MutexSharedWithPlainThreads) {
   EXPECT_EQ(counter, 10L * iters);
 }
 
+// Regression: two owners after a starvation-mode hand-off. Interleaving:
+// holder H (here often a plain thread, preempted easily) unlocks in normal
+// mode: its fetch_sub leaves kWaiters and it heads for unlock_slow; before
+// H takes qlock_, barger B takes the free lock by CAS; a queued waiter that
+// has waited over 1 ms re-queues and sets kStarving (the lock is held, by
+// B). H then takes qlock_, sees kStarving and handed the lock to the first
+// waiter W without checking kLocked: B and W both owned it, and the second
+// unlock aborted ("weft: Mutex::unlock() of an unlocked mutex"). Now
+// unlock_slow leaves it to B's unlock whenever kLocked is set again.
+// Holds of over 1 ms keep the mutex flipping into starvation mode while
+// threads and fibers barge.
+TEST_P(Sync, MutexStarvationHandoffVsBarger) {
+  const int iters = static_cast<int>(scaled(3000));
+  long counter = 0;
+  weft::Mutex m;
+  std::atomic<int> inside{0};
+  auto body = [&](int who) {
+    for (int k = 0; k < iters; k++) {
+      std::lock_guard<weft::Mutex> l(m);
+      ASSERT_EQ(inside.fetch_add(1), 0);
+      counter++;
+      if ((k + who) % 500 == 0) weft::this_fiber::sleep_for(1200us);  // on a thread: sleeps the thread
+      inside.fetch_sub(1);
+    }
+  };
+  weft::run([&] {
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 3; i++) ts.emplace_back(body, i);
+    std::vector<weft::JoinHandle<void>> hs;
+    for (int i = 0; i < 6; i++) hs.push_back(weft::go(body, 100 + i));
+    for (auto& h : hs) h.join();
+    for (auto& t : ts) t.join();
+  }, opts());
+  EXPECT_EQ(counter, 9L * iters);
+}
+
 TEST_P(Sync, CondVarNotifyOneAndAll) {
   weft::run([] {
     weft::Mutex m;
