@@ -5,7 +5,10 @@
 // that parks or yields. thread_local variables are per thread, not per fiber;
 // do not keep the address of one across such a call. errno is saved and
 // restored per fiber, as is the C++ exception-handling state (so a fiber may
-// park inside a catch block).
+// park inside a catch block). One caveat: glibc declares __errno_location()
+// const, so within one function the compiler may keep errno's address across
+// a park and, after a migration, read the previous thread's errno. Read errno
+// right after the call that set it, before parking (as one should anyway).
 //
 // Shutdown: once run()'s main function returns, every fiber still alive is
 // unwound: the next (or current) park, sleep or yield of each throws an
