@@ -178,7 +178,7 @@ void BM_select(benchmark::State& st) {
     st.counters["ns_per_msg"] = secs * 1e9 / kSelectMsgs;
   }
 }
-BENCHMARK(BM_select)->Name("select")->Arg(2)->ArgName("workers")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_select)->Name("select")->Arg(1)->Arg(2)->ArgName("workers")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 // ---- parked_chan ---------------------------------------------------------------
 

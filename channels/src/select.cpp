@@ -123,7 +123,38 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
   }
   Locks locks{ws, lockorder, n};
 
-  // 2. Anything ready now?
+  // 2a. Probe, in poll order, without locks; try the first case that looks
+  // ready under its own channel's lock only. A case that completes under
+  // its lock was ready at that instant, so running it alone is a valid
+  // outcome of the whole select (linearised there); the probe only decides
+  // which lock to try first, and every "no" falls through to the locked
+  // pass below, which decides alone. Uniformity: every ready case is first
+  // among the ready ones in the permutation with equal probability, exactly
+  // as in the locked pass. This turns the common "something is ready"
+  // select into one lock round trip instead of one per channel (on two
+  // workers the lock cache lines bouncing were a third of select's cost).
+  // The loads are relaxed: a wrong guess costs one lock, never a result.
+  for (std::uint32_t k = 0; k < npoll; k++) {
+    std::uint32_t i = poll[k];
+    if (i == n) return {SelectResult::Timeout, false, 0};
+    ChanWaiter& w = ws[i];
+    ChanCore* c = w.core;
+    std::size_t cnt = c->count.load(std::memory_order_relaxed);
+    bool maybe = c->closed.load(std::memory_order_relaxed) ||
+                 (w.kind == ChanWaiter::Recv ? !c->sendq.empty_relaxed() || cnt > 0
+                                             : !c->recvq.empty_relaxed() || cnt < c->cap);
+    if (!maybe) continue;
+    rt::Parker wake;
+    c->lock.lock();
+    Ready r = w.kind == ChanWaiter::Recv ? recv_locked(c, w.data, &wake) : send_locked(c, w.data, &wake);
+    c->lock.unlock();
+    if (r == Ready::No) continue;
+    if (wake.sync) rt::unpark(wake);
+    if (r == Ready::Closed && w.kind == ChanWaiter::Send) throw_closed("weft: send on closed channel");
+    return {SelectResult::Chan, r == Ready::Done, w.index};
+  }
+
+  // 2b. Anything ready now, all channels locked?
   locks.lock();
   for (std::uint32_t k = 0; k < npoll; k++) {
     std::uint32_t i = poll[k];
@@ -162,8 +193,17 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
     std::uint32_t expect = WaitCtx::kNotWon;
     ctx.won.compare_exchange_strong(expect, WaitCtx::kAborted, std::memory_order_acq_rel, std::memory_order_acquire);
   }
+  // An Event wake means the winner has finished with our waiters: it
+  // unlinked its own before claiming us. So the winner's channel needs no
+  // visit unless another of our cases waits on it too.
+  std::uint32_t won_early = why == WakeReason::Event ? ctx.won.load(std::memory_order_relaxed) : WaitCtx::kNotWon;
   for (std::uint32_t k = 0; k < n;) {
     ChanCore* c = ws[lockorder[k]].core;
+    if (ws[lockorder[k]].index == won_early && (k + 1 == n || ws[lockorder[k + 1]].core != c) &&
+        (k == 0 || ws[lockorder[k - 1]].core != c)) {
+      k++;
+      continue;
+    }
     c->lock.lock();
     for (; k < n && ws[lockorder[k]].core == c; k++) {
       ChanWaiter& w = ws[lockorder[k]];
