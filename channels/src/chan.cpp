@@ -30,15 +30,14 @@ void park_forever(WaitKind kind) {
 }
 
 ChanCore* chan_create(std::size_t capacity, const ElemOps* ops) {
-  std::size_t align = ops->align > alignof(ChanCore) ? ops->align : alignof(ChanCore);
-  std::size_t head = (sizeof(ChanCore) + align - 1) / align * align;
+  std::size_t align = ChanCore::align_for(ops), head = ChanCore::buf_offset(ops);
   if (capacity > (SIZE_MAX - head) / ops->size) throw std::length_error("weft: channel capacity too large");
-  std::size_t bytes = head + (capacity ? capacity * ops->size : 0);
-  void* mem = ::operator new(bytes, std::align_val_t(align));
+  std::size_t bytes = head + capacity * ops->size;
+  void* mem = align > __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? ::operator new(bytes, std::align_val_t(align))
+                                                       : ::operator new(bytes);
   auto* c = ::new (mem) ChanCore;
   c->cap = capacity;
   c->ops = ops;
-  c->buf = static_cast<unsigned char*>(mem) + head;
   return c;
 }
 
@@ -51,9 +50,12 @@ void chan_release(ChanCore* c) noexcept {
     std::size_t n = c->count.load(std::memory_order_relaxed), x = c->recvx;
     for (; n > 0; n--, c->advance(x)) c->ops->destroy(c->slot(x));
   }
-  std::size_t align = c->ops->align > alignof(ChanCore) ? c->ops->align : alignof(ChanCore);
+  std::size_t align = ChanCore::align_for(c->ops);
   c->~ChanCore();
-  ::operator delete(static_cast<void*>(c), std::align_val_t(align));
+  if (align > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
+    ::operator delete(static_cast<void*>(c), std::align_val_t(align));
+  else
+    ::operator delete(static_cast<void*>(c));
 }
 
 std::size_t chan_size(const ChanCore* c) noexcept { return c->count.load(std::memory_order_relaxed); }

@@ -111,13 +111,27 @@ struct ChanCore {
   WaitQ recvq;
   WaitQ sendq;
   const ElemOps* ops = nullptr;
-  unsigned char* buf = nullptr;        // cap * ops->size bytes, after the core
+  // The ring (cap * ops->size bytes) follows the core in the same block, at
+  // buf_offset(ops). No pointer to it is stored: 88 bytes per core keep an
+  // unbuffered channel in a 96-byte malloc chunk (a parked fiber with its
+  // own channel costs its stack page, its page-table share and this).
 
-  void* slot(std::size_t i) const noexcept { return buf + i * ops->size; }
+  static std::size_t align_for(const ElemOps* o) noexcept {
+    return o->align > alignof(ChanCore) ? o->align : alignof(ChanCore);
+  }
+  static std::size_t buf_offset(const ElemOps* o) noexcept {
+    std::size_t a = align_for(o);
+    return (sizeof(ChanCore) + a - 1) / a * a;
+  }
+  void* slot(std::size_t i) const noexcept {
+    return const_cast<unsigned char*>(reinterpret_cast<const unsigned char*>(this)) + buf_offset(ops) + i * ops->size;
+  }
   void advance(std::size_t& x) const noexcept {
     if (++x == cap) x = 0;
   }
 };
+
+static_assert(sizeof(ChanCore) <= 88, "keep an unbuffered channel in a 96-byte malloc chunk");
 
 enum class Ready : std::uint8_t { No, Done, Closed };
 
