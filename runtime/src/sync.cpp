@@ -166,20 +166,25 @@ void Mutex::unlock_slow(std::uint32_t s) {
     std::fputs("weft: Mutex::unlock() of an unlocked mutex\n", stderr);
     std::abort();
   }
+  // The mode this unlock released in decides its duty, as in Go's
+  // unlockSlow: only an unlock that released with kStarving set hands the
+  // lock off. Deciding from a later load let a delayed normal-mode unlock
+  // hand off too: holder H released in normal mode and headed here; barger B
+  // took the lock, a waiter set kStarving, B unlocked and handed the lock to
+  // waiter W1; then H took qlock_, saw kStarving and no kLocked, and handed
+  // it to W2 as well: two owners (each receiver sets kLocked blindly), and
+  // the second unlock aborted with "unlock() of an unlocked mutex".
+  const bool starving = s & kStarving;
   std::lock_guard<detail::SpinLock> g(qlock_);
   for (;;) {
     s = state_.load(std::memory_order_relaxed);
-    bool starving = s & kStarving;
-    // Taken again since our fetch_sub (a barger, before the mode changed):
-    // its unlock wakes or hands off. This holds in starvation mode too: a
-    // waiter may have set kStarving while the barger held the lock, and
-    // handing it to a waiter now would make two owners (the receiver sets
-    // kLocked without checking it), whose second unlock then aborted with
-    // "unlock() of an unlocked mutex".
+    // Taken again since our fetch_sub (a barger): its unlock wakes or hands
+    // off. In starvation mode nobody can take it, so this is for the normal
+    // path, where also nothing is to do if nobody waits, a waiter is
+    // already awake (it will find the lock free), or the mode turned to
+    // starvation meanwhile (whoever holds or last released it hands off).
     if (s & kLocked) return;
-    // Normal mode: nothing to do if nobody waits or a waiter is already
-    // awake (it will find the lock free).
-    if (!starving && (!(s & kWaiters) || (s & kWoken))) return;
+    if (!starving && (!(s & kWaiters) || (s & (kWoken | kStarving)))) return;
     detail::Waiter* w = waiters_.pop_front();
     if (!w) {
       state_.fetch_and(~(kWaiters | kStarving), std::memory_order_relaxed);
