@@ -87,17 +87,21 @@ TEST_P(Sync, MutexSharedWithPlainThreads) {
   EXPECT_EQ(counter, 10L * iters);
 }
 
-// Regression: two owners after a starvation-mode hand-off. Interleaving:
-// holder H (here often a plain thread, preempted easily) unlocks in normal
-// mode: its fetch_sub leaves kWaiters and it heads for unlock_slow; before
-// H takes qlock_, barger B takes the free lock by CAS; a queued waiter that
-// has waited over 1 ms re-queues and sets kStarving (the lock is held, by
-// B). H then takes qlock_, sees kStarving and handed the lock to the first
-// waiter W without checking kLocked: B and W both owned it, and the second
-// unlock aborted ("weft: Mutex::unlock() of an unlocked mutex"). Now
-// unlock_slow leaves it to B's unlock whenever kLocked is set again.
-// Holds of over 1 ms keep the mutex flipping into starvation mode while
-// threads and fibers barge.
+// Regression: two owners after a starvation-mode hand-off. Both fixed
+// interleavings start the same way: holder H (often a plain thread here,
+// easily preempted) unlocks in normal mode (its fetch_sub leaves kWaiters)
+// and heads for unlock_slow; before H takes qlock_, barger B takes the free
+// lock by CAS, and a queued waiter that has waited over 1 ms re-queues and
+// sets kStarving while B holds it.
+//  1. H takes qlock_, sees kStarving, and hands the lock to waiter W
+//     without checking kLocked: B and W both own it.
+//  2. B unlocks first (kStarving set: it hands the lock to W1), then H
+//     takes qlock_, sees kStarving and a free lock, and hands it to W2 too.
+// Either way the second unlock aborted with "weft: Mutex::unlock() of an
+// unlocked mutex" (or the `inside` check below failed). Now only an unlock
+// that itself released in starvation mode hands off, and never while
+// kLocked is set. Holds of over 1 ms keep the mutex flipping into
+// starvation mode while threads and fibers barge.
 TEST_P(Sync, MutexStarvationHandoffVsBarger) {
   const int iters = static_cast<int>(scaled(3000));
   long counter = 0;
