@@ -14,12 +14,30 @@
 //     critical section by a scheduler call on every hand-off; only close()
 //     does it, because there the waiters cannot be reached after the unlock
 //     (see close below).
+#include <sched.h>
+
 #include <cstdlib>
 #include <new>
 
 #include "chan_core.hpp"
 
 namespace weft::detail {
+
+void ChanLock::lock_slow() noexcept {
+  unsigned backoff = 4;
+  for (unsigned round = 0;; round++) {
+    for (unsigned i = 0; i < backoff; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      asm volatile("yield");
+#endif
+    }
+    if (!flag_.load(std::memory_order_relaxed) && !flag_.exchange(true, std::memory_order_acquire)) return;
+    if (backoff < 128) backoff <<= 1;
+    else if (round > 64) sched_yield();
+  }
+}
 
 void throw_closed(const char* what) { throw ChanClosed(what); }
 

@@ -100,8 +100,29 @@ struct WaitQ {
   }
 };
 
+// The channel lock: test-and-test-and-set with bounded exponential backoff.
+// Under contention from several workers (mpmc on a buffered channel: every
+// operation is a few dozen instructions under this lock) a waiter that
+// backs off lets the holder take the lock again while the line is still in
+// its cache, instead of bouncing it on every operation; after many rounds
+// it yields the CPU (the holder may have been preempted). One byte.
+// Rejected: the runtime's SpinLock (fixed pause loop: under two-worker
+// contention the lock line ping-pongs on nearly every operation).
+class ChanLock {
+ public:
+  void lock() noexcept {
+    if (!flag_.exchange(true, std::memory_order_acquire)) return;
+    lock_slow();
+  }
+  void unlock() noexcept { flag_.store(false, std::memory_order_release); }
+
+ private:
+  void lock_slow() noexcept;
+  std::atomic<bool> flag_{false};
+};
+
 struct ChanCore {
-  SpinLock lock;
+  ChanLock lock;
   std::atomic<bool> closed{false};
   std::atomic<std::uint32_t> refs{1};
   std::atomic<std::size_t> count{0};   // values in the ring
