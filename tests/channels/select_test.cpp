@@ -4,6 +4,8 @@
 #include <cmath>
 #include <memory>
 #include <numeric>
+#include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "internal.hpp"  // runtime internals: timer heap sizes (leak check)
@@ -363,6 +365,31 @@ TEST_P(Select, SelectsRacingWithClose) {
       while (c.try_recv()) {
       }
     }
+  }, opts());
+}
+
+TEST_P(Select, HandlerExceptionPropagatesAfterTheOperation) {
+  weft::run([] {
+    Chan<int> a(1);
+    a.send(4);
+    EXPECT_THROW(select(recv(a, [](std::optional<int>) { throw std::runtime_error("handler"); })), std::runtime_error);
+    EXPECT_EQ(a.size(), 0u);  // the value was taken before the handler ran
+  }, opts());
+}
+
+// select also works on a plain thread (it parks on a futex, and after()
+// uses a futex timeout there), against fibers.
+TEST_P(Select, PlainThreadSelect) {
+  weft::run([] {
+    Chan<int> a(0), b(0);
+    std::thread t([a, b] {
+      int got = 0;
+      for (int i = 0; i < 100; i++) select(recv(a, [&](std::optional<int> v) { got += *v; }), recv(b, [&](std::optional<int> v) { got += *v; }));
+      EXPECT_EQ(got, 100);
+      EXPECT_EQ(select(recv(a), after(1ms)), 1u);
+    });
+    for (int i = 0; i < 100; i++) (i % 2 ? a : b).send(1);
+    t.join();
   }, opts());
 }
 
