@@ -223,6 +223,13 @@ std::cv_status CondVar::wait_until(std::unique_lock<Mutex>& lock, Clock::time_po
     if (w.queued) waiters_.remove(&w);
   }
   if (r == WakeReason::Cancel) rt::throw_unwind();  // lock stays released: we unwind
+  // Woken by a notify that still holds qlock_ while it wakes the others:
+  // let it finish with *this first, since our caller may destroy the
+  // CondVar as soon as we return (std allows that once it was notified; see
+  // the WaitGroup notes below for the same race, which TSan flagged there).
+  if (r == WakeReason::Event) {
+    std::lock_guard<detail::SpinLock> g(qlock_);
+  }
   lock.lock();
   return r == WakeReason::Timeout ? std::cv_status::timeout : std::cv_status::no_timeout;
 }
@@ -238,24 +245,41 @@ void CondVar::notify_all() noexcept {
 }
 
 // ---- WaitGroup -----------------------------------------------------------------
-// A waiter checks the counter under qlock_ before queueing; whoever moves the
-// counter to zero takes qlock_ after that move and wakes everyone queued. So
-// either the waiter sees zero, or it is queued before the waker looks.
+// Every move of the counter to zero, and every waiter's look at it, happen
+// under qlock_; other moves are a lock-free CAS. So either a waiter sees zero,
+// or it is queued before the waker looks.
+//
+// Lifetime: the usual `WaitGroup wg; ...; wg.wait();` then destroys wg (a
+// local) as soon as wait() returns, while the fiber that made the counter
+// zero may still be inside add(). Before, that fiber moved the counter with
+// a lock-free fetch_add and only then took qlock_ to wake waiters: a waiter
+// could see zero (fast path), return and free the WaitGroup, and the waker
+// then locked, walked and unlocked freed memory (TSan: the spin lock's write
+// raced with the next use of that stack memory, in
+// Park.ManyWakesFromPlainThreads). Now the zero move is made under qlock_,
+// which wait() takes to look at the counter, and a woken waiter takes
+// qlock_ once more before returning, so the waker's unlock is its last touch
+// and happens before wait() returns.
 
 void WaitGroup::add(int n) {
-  std::int64_t v = count_.fetch_add(n, std::memory_order_acq_rel) + n;
-  if (v < 0) {
-    count_.fetch_sub(n, std::memory_order_relaxed);
-    throw std::logic_error("weft: WaitGroup counter would go negative");
+  std::int64_t v = count_.load(std::memory_order_relaxed);
+  for (;;) {
+    std::int64_t nv = v + n;
+    if (nv < 0) throw std::logic_error("weft: WaitGroup counter would go negative");
+    if (nv == 0 && n != 0) break;  // the move to zero: under qlock_
+    if (count_.compare_exchange_weak(v, nv, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
   }
-  if (v == 0 && n != 0) {
-    std::lock_guard<detail::SpinLock> g(qlock_);
-    waiters_.wake_all();
-  }
+  std::lock_guard<detail::SpinLock> g(qlock_);
+  v = count_.load(std::memory_order_relaxed);
+  std::int64_t nv;
+  do {
+    nv = v + n;
+    if (nv < 0) throw std::logic_error("weft: WaitGroup counter would go negative");
+  } while (!count_.compare_exchange_weak(v, nv, std::memory_order_acq_rel, std::memory_order_relaxed));
+  if (nv == 0) waiters_.wake_all();
 }
 
 void WaitGroup::wait() {
-  if (count_.load(std::memory_order_acquire) == 0) return;
   detail::Waiter w;
   {
     std::lock_guard<detail::SpinLock> g(qlock_);
@@ -270,6 +294,9 @@ void WaitGroup::wait() {
     }
     rt::throw_unwind();
   }
+  // The waker still holds qlock_ while it wakes the others: let it finish
+  // with *this before our caller may destroy it.
+  std::lock_guard<detail::SpinLock> g(qlock_);
 }
 
 }  // namespace weft
