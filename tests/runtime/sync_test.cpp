@@ -299,6 +299,57 @@ TEST_P(Sync, WaitGroupNegativeThrows) {
   }, opts());
 }
 
+// Regression: a WaitGroup destroyed as soon as wait() returns. Interleaving:
+// fiber D calls done(), its fetch_add moves the counter to zero; the waiter
+// W sees zero on wait()'s lock-free fast path, returns and frees the
+// WaitGroup; D then takes the WaitGroup's spin lock, walks its (freed)
+// waiter list and unlocks: writes to freed memory (TSan flagged the spin
+// lock's write racing with the reuse of that memory). The group lives on the
+// heap here so that ASan sees a use after free, TSan a race with the free.
+TEST_P(Sync, WaitGroupDestroyedRightAfterWait) {
+  const int rounds = static_cast<int>(scaled(20000));
+  weft::run([rounds] {
+    for (int r = 0; r < rounds; r++) {
+      auto* wg = new weft::WaitGroup;
+      wg->add(2);
+      weft::spawn([wg] { wg->done(); });
+      weft::spawn([wg] {
+        weft::this_fiber::yield();
+        wg->done();
+      });
+      wg->wait();
+      delete wg;
+    }
+  }, opts());
+}
+
+// The same for a CondVar notified after the mutex is released: the woken
+// waiter may destroy the CondVar while notify_all() is still running (std
+// allows it: only the notification must happen before the destruction).
+// The notifier needs the mutex to set the flag, which the waiter holds
+// until it is queued, so the waiter is always woken by this notify_all.
+TEST_P(Sync, CondVarDestroyedRightAfterWake) {
+  const int rounds = static_cast<int>(scaled(20000));
+  weft::run([rounds] {
+    weft::Mutex m;
+    for (int r = 0; r < rounds; r++) {
+      auto* cv = new weft::CondVar;
+      bool flag = false;
+      std::unique_lock<weft::Mutex> l(m);
+      weft::spawn([cv, &m, &flag] {
+        {
+          std::lock_guard<weft::Mutex> g(m);
+          flag = true;
+        }
+        cv->notify_all();
+      });
+      cv->wait(l, [&] { return flag; });
+      l.unlock();
+      delete cv;
+    }
+  }, opts());
+}
+
 TEST_P(Sync, WaitGroupFromPlainThread) {
   weft::WaitGroup wg;
   wg.add(4);
