@@ -309,17 +309,26 @@ TEST_P(Sync, WaitGroupNegativeThrows) {
 TEST_P(Sync, WaitGroupDestroyedRightAfterWait) {
   const int rounds = static_cast<int>(scaled(20000));
   weft::run([rounds] {
+    // The last done() comes from a plain thread: its wake goes through the
+    // global queue, so another worker can resume the waiter while that
+    // thread is still inside add().
+    std::atomic<weft::WaitGroup*> handoff{nullptr};
+    std::atomic<bool> stop{false};
+    std::thread helper([&] {
+      while (!stop.load()) {
+        if (weft::WaitGroup* wg = handoff.exchange(nullptr)) wg->done();
+      }
+    });
     for (int r = 0; r < rounds; r++) {
       auto* wg = new weft::WaitGroup;
       wg->add(2);
       weft::spawn([wg] { wg->done(); });
-      weft::spawn([wg] {
-        weft::this_fiber::yield();
-        wg->done();
-      });
+      handoff.store(wg);
       wg->wait();
       delete wg;
     }
+    stop = true;
+    helper.join();
   }, opts());
 }
 
@@ -327,26 +336,36 @@ TEST_P(Sync, WaitGroupDestroyedRightAfterWait) {
 // waiter may destroy the CondVar while notify_all() is still running (std
 // allows it: only the notification must happen before the destruction).
 // The notifier needs the mutex to set the flag, which the waiter holds
-// until it is queued, so the waiter is always woken by this notify_all.
+// until it is queued, so the waiter is always woken by that notify_all.
 TEST_P(Sync, CondVarDestroyedRightAfterWake) {
   const int rounds = static_cast<int>(scaled(20000));
   weft::run([rounds] {
     weft::Mutex m;
+    bool flag = false;
+    std::atomic<weft::CondVar*> handoff{nullptr};
+    std::atomic<bool> stop{false};
+    std::thread helper([&] {
+      while (!stop.load()) {
+        if (weft::CondVar* cv = handoff.exchange(nullptr)) {
+          {
+            std::lock_guard<weft::Mutex> g(m);
+            flag = true;
+          }
+          cv->notify_all();
+        }
+      }
+    });
     for (int r = 0; r < rounds; r++) {
       auto* cv = new weft::CondVar;
-      bool flag = false;
       std::unique_lock<weft::Mutex> l(m);
-      weft::spawn([cv, &m, &flag] {
-        {
-          std::lock_guard<weft::Mutex> g(m);
-          flag = true;
-        }
-        cv->notify_all();
-      });
+      flag = false;
+      handoff.store(cv);
       cv->wait(l, [&] { return flag; });
       l.unlock();
       delete cv;
     }
+    stop = true;
+    helper.join();
   }, opts());
 }
 
