@@ -698,7 +698,9 @@ void make_runnable(Fiber* f) noexcept {
       // Woken by a running fiber: it runs next here (not stealable, no wake).
       if (Fiber* old = std::exchange(w->lifo, f)) {
         push_local(w, old);
-        r->wakep();
+        // Wake a helper only for backlog it could steal (see steal()); a
+        // lone queued fiber runs here soon, or the monitor rescues it.
+        if (w->q.size() > 1) r->wakep();
       }
     } else {
       push_local(w, f);  // from the idle path (timers, poller)
