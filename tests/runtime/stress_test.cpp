@@ -206,6 +206,30 @@ TEST_P(Stress, MutexStarvationModeHandoff) {
   EXPECT_EQ(counter, static_cast<long>(fibers) * iters);
 }
 
+// Thousands of runnable fibers at once: each yields repeatedly, so a
+// worker's bounded run queue (256) overflows into the global queue and
+// fibers come back from it, get stolen, and all finish.
+TEST_P(Stress, RunQueueOverflowAndYieldStorm) {
+  const int n = static_cast<int>(scaled(20000));
+  const int yields = 20;
+  std::atomic<long> steps{0};
+  weft::run([&] {
+    weft::WaitGroup wg;
+    wg.add(n);
+    for (int i = 0; i < n; i++) {
+      weft::spawn([&] {
+        for (int k = 0; k < yields; k++) {
+          steps.fetch_add(1, std::memory_order_relaxed);
+          weft::this_fiber::yield();
+        }
+        wg.done();
+      });
+    }
+    wg.wait();
+  }, opts());
+  EXPECT_EQ(steps.load(), static_cast<long>(n) * yields);
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, Stress, ::testing::ValuesIn(weft_test::kWorkerCounts), weft_test::workers_name);
 
 }  // namespace
