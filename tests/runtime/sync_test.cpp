@@ -307,7 +307,7 @@ TEST_P(Sync, WaitGroupNegativeThrows) {
 // lock's write racing with the reuse of that memory). The group lives on the
 // heap here so that ASan sees a use after free, TSan a race with the free.
 TEST_P(Sync, WaitGroupDestroyedRightAfterWait) {
-  const int rounds = static_cast<int>(scaled(20000));
+  const int rounds = static_cast<int>(scaled(4000));
   weft::run([rounds] {
     // The last done() comes from a plain thread: its wake goes through the
     // global queue, so another worker can resume the waiter while that
@@ -317,6 +317,7 @@ TEST_P(Sync, WaitGroupDestroyedRightAfterWait) {
     std::thread helper([&] {
       while (!stop.load()) {
         if (weft::WaitGroup* wg = handoff.exchange(nullptr)) wg->done();
+        else std::this_thread::yield();  // 2 cores: leave room for the workers
       }
     });
     for (int r = 0; r < rounds; r++) {
@@ -338,7 +339,7 @@ TEST_P(Sync, WaitGroupDestroyedRightAfterWait) {
 // The notifier needs the mutex to set the flag, which the waiter holds
 // until it is queued, so the waiter is always woken by that notify_all.
 TEST_P(Sync, CondVarDestroyedRightAfterWake) {
-  const int rounds = static_cast<int>(scaled(20000));
+  const int rounds = static_cast<int>(scaled(4000));
   weft::run([rounds] {
     weft::Mutex m;
     bool flag = false;
@@ -352,6 +353,8 @@ TEST_P(Sync, CondVarDestroyedRightAfterWake) {
             flag = true;
           }
           cv->notify_all();
+        } else {
+          std::this_thread::yield();
         }
       }
     });
