@@ -79,14 +79,6 @@ TEST_F(Stack, RssGrowsByAboutAPagePerTouchedPage) {
   }, {.workers = 1});
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define WEFT_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define WEFT_TEST_TSAN 1
-#endif
-#endif
-
 // Resident pages of a set of slots of the current runtime's arena.
 std::size_t resident_pages_of_slots(const std::vector<std::uint32_t>& slots) {
   auto& arena = weft::rt::current_fiber()->rt->arena;

@@ -150,7 +150,7 @@ TEST_P(Stress, TokenRingsAcrossWorkers) {
 
 // 100,000 fibers parked on CondVars, all woken by notify_all.
 TEST_P(Stress, HundredThousandWaitersNotifyAll) {
-  const int n = static_cast<int>(scaled(100'000));
+  const int n = static_cast<int>(weft_test::live_fiber_cap(scaled(100'000)));
   const int ncv = 4;
   weft::run([n] {
     weft::Mutex m;

@@ -33,6 +33,26 @@ inline std::size_t scaled(std::size_t n) {
 
 inline constexpr unsigned kWorkerCounts[] = {1, 2, 4, 8};
 
+#if defined(__SANITIZE_THREAD__)
+#define WEFT_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WEFT_TEST_TSAN 1
+#endif
+#endif
+
+// Fibers alive at once that a test may ask for. TSan gives every fiber
+// (__tsan_create_fiber) its own shadow-stack mapping, so with
+// vm.max_map_count at 65530 it cannot hold 100,000 parked fibers ("failed
+// to allocate noreserve ... shadow stack"): cap them under TSan.
+inline std::size_t live_fiber_cap(std::size_t n) {
+#ifdef WEFT_TEST_TSAN
+  return n < 30000 ? n : 30000;
+#else
+  return n;
+#endif
+}
+
 inline std::string workers_name(const ::testing::TestParamInfo<unsigned>& i) {
   std::string s = "w";  // not "w" + ...: GCC 12 -Wrestrict false positive (PR 105329)
   s += std::to_string(i.param);
