@@ -155,7 +155,26 @@ struct TeardownStats {
 };
 TeardownStats teardown_stats() noexcept;
 
+// The running worker. A fiber may resume on another thread, so no code may
+// keep the TLS address across a switch. On x86-64 the variable is read with
+// one volatile asm (its initial-exec offset from the GOT, then %fs-relative),
+// which the compiler can neither cache nor hoist, and which works before any
+// static initialiser has run; elsewhere a non-inlined accessor does the job.
+}  // namespace weft::rt
+extern "C" [[gnu::tls_model("initial-exec")]] thread_local weft::rt::Worker* weft_rt_tl_worker;
+namespace weft::rt {
+#if defined(__x86_64__) && defined(__linux__)
+inline Worker* current_worker() noexcept {
+  Worker* w;
+  asm volatile(
+      "movq weft_rt_tl_worker@gottpoff(%%rip), %0\n\t"
+      "movq %%fs:(%0), %0"
+      : "=r"(w));
+  return w;
+}
+#else
 Worker* current_worker() noexcept;
+#endif
 void monitor_loop(Runtime& r) noexcept;
 void make_runnable(Fiber* f) noexcept;   // after winning its claim
 void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t val, std::int64_t deadline_ns) noexcept;

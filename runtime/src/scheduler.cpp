@@ -1,17 +1,15 @@
-// scheduler.cpp: fibers, context switches, park/unpark, the work-stealing
-// scheduler, spawn, join and shutdown. Shared state and lock order: see
+// scheduler.cpp: the work-stealing scheduler (run queues, stealing, idle
+// workers, the worker loop) and park/unpark. Context switches: switch.hpp;
+// fibers, spawn, join and shutdown: fiber.cpp. Shared state and lock order:
 // internal.hpp; the sync-word protocol: fiber.hpp and park.hpp.
 //
 // Scheduling decisions, and the alternatives rejected:
-// - Spawn runs the child first (the parent goes to the back of the local run
-//   queue, stealable, and an idle worker is woken to take it). A loop that
-//   spawns a million fibers without yielding therefore never holds more than
-//   a few stacks: each child runs until it parks or ends before the next is
-//   made, and a child that ends gives its hot stack straight to the next.
-//   Rejected: Go's parent-first (the child in runnext), which piles up one
-//   stack per unstarted fiber (Boost.Fiber: 9.2 GB for 1M); and lazily
-//   assigned stacks, which would put the control block on the heap and cost
-//   a parked fiber more than its one page.
+// - Spawn runs the child first (fiber.cpp explains why).
+// - Idle workers take work only where it is stealable: a run queue with two
+//   or more fibers, or a single one behind a worker the monitor found stuck.
+//   A lone queued fiber on a busy worker (a spawning parent whose child runs
+//   for 20 ns) runs there a moment later; moving it would only bounce it
+//   across cores. Wakes of idle workers follow the same rule.
 // - A fiber woken by a running fiber goes to that worker's lifo slot and runs
 //   next (message-passing locality, as Go's runnext and Tokio's LIFO slot).
 //   Like Tokio's, the slot is not stealable and waking into it does not wake
@@ -39,243 +37,41 @@
 #include <system_error>
 #include <typeinfo>
 
-#include "internal.hpp"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define WEFT_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WEFT_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define WEFT_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define WEFT_TSAN 1
-#endif
-#endif
-
-#ifdef WEFT_ASAN
-extern "C" {
-void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, std::size_t size);
-void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, std::size_t* size_old);
-void __asan_unpoison_memory_region(void const volatile* addr, std::size_t size);
-}
-#endif
-#ifdef WEFT_TSAN
-extern "C" {
-void* __tsan_get_current_fiber();
-void* __tsan_create_fiber(unsigned flags);
-void __tsan_destroy_fiber(void* fiber);
-void __tsan_switch_to_fiber(void* fiber, unsigned flags);
-}
-#endif
+#include "switch.hpp"
 
 namespace weft::rt {
 
 namespace {
 
-constexpr unsigned kLifoCap = 8;
 constexpr std::int64_t kSpinNs = 5'000;   // how long an idle worker looks for work before sleeping
 constexpr int kSpinPauses = 32;
 constexpr std::int64_t kBusyPollNs = 1'000'000;  // busy workers poll I/O at most this often
-constexpr std::size_t kHotStacks = 16;    // per worker, kept untrimmed
-constexpr std::size_t kTrimBatch = 32;
-constexpr std::size_t kMaxInlineClosure = 2048;
 constexpr std::size_t kDefaultStack = 256 * 1024;
 
 }  // namespace
 
-// The running worker. A fiber may resume on another thread, so no code may
-// keep the TLS address across a switch. On x86-64 the thread pointer is read
-// with a volatile asm each time (the compiler cannot cache it) and the
-// variable is initial-exec, so its offset from the thread pointer is the same
-// in every thread; elsewhere a non-inlined accessor does the job.
-[[gnu::tls_model("initial-exec")]] thread_local Worker* tl_worker = nullptr;
-#if defined(__x86_64__)
-namespace {
-inline char* thread_pointer() noexcept {
-  char* tp;
-  asm volatile("movq %%fs:0, %0" : "=r"(tp));
-  return tp;
+}  // namespace weft::rt
+
+// The running worker, with C linkage: current_worker() (internal.hpp) names
+// it in asm.
+extern "C" {
+[[gnu::tls_model("initial-exec")]] thread_local weft::rt::Worker* weft_rt_tl_worker = nullptr;
 }
-const std::ptrdiff_t tl_worker_offset = reinterpret_cast<char*>(&tl_worker) - thread_pointer();
-}  // namespace
-Worker* current_worker() noexcept {
-  return *reinterpret_cast<Worker**>(thread_pointer() + tl_worker_offset);
-}
-#else
+
+namespace weft::rt {
+
+#if !(defined(__x86_64__) && defined(__linux__))
 [[gnu::noinline]] Worker* current_worker() noexcept {
-  Worker* w = tl_worker;
+  Worker* w = weft_rt_tl_worker;
   asm volatile("" : "+r"(w));
   return w;
 }
 #endif
 
-namespace {
-
-// ---- exception-handling state per fiber -------------------------------------
-// libstdc++ keeps the caught-exception stack and uncaught count per thread;
-// a fiber parked in a catch block, or migrating, must carry its own.
-struct EhGlobals {
-  void* caught;
-  unsigned int uncaught;
-};
-static_assert(sizeof(EhGlobals) <= 2 * sizeof(void*));
-
-// The worker caches this thread's pointers (a call through __tls_get_addr
-// otherwise, twice per switch).
-inline void eh_save(Worker* w, void* slot[2]) noexcept { std::memcpy(slot, w->eh_globals, sizeof(EhGlobals)); }
-inline void eh_restore(Worker* w, void* const slot[2]) noexcept { std::memcpy(w->eh_globals, slot, sizeof(EhGlobals)); }
-
-// ---- switching -----------------------------------------------------------------
-
-// jump_fcontext returns with `pop %r8; jmp *%r8`, so a plain call to it leaves
-// an entry on the CPU's return-stack predictor that no ret consumes: every
-// later ret of the resumed fiber is mispredicted (we measured 25 ns instead of
-// 4 ns per switch with two frames to return through). On x86-64 we enter it
-// with a jmp and a pushed return address instead, so calls and rets stay
-// paired. Red zone: the asm steps below it before pushing.
-[[gnu::always_inline]] inline bctx::transfer_t jump(bctx::fcontext_t to, void* vp) noexcept {
-#if defined(__x86_64__) && defined(__linux__)
-  void* fctx;
-  void* data;
-  asm volatile(
-      "lea -128(%%rsp), %%rsp\n\t"
-      "lea 1f(%%rip), %%rax\n\t"
-      "push %%rax\n\t"
-      "jmp jump_fcontext@PLT\n"
-      "1:\n\t"
-      "lea 128(%%rsp), %%rsp\n\t"
-      : "=a"(fctx), "=d"(data), "+D"(to), "+S"(vp)
-      :
-      : "rcx", "r8", "r9", "r10", "r11", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
-        "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "st", "st(1)", "st(2)",
-        "st(3)", "st(4)", "st(5)", "st(6)", "st(7)");
-  return {fctx, data};
-#else
-  return bctx::jump_fcontext(to, vp);
-#endif
-}
-
-enum class Action : std::uint8_t { None, Park, Yield, Exit, SpawnParent };
-
-// Left by the context that switches away, read by the one that resumes.
-struct Msg {
-  bctx::fcontext_t* save_to;
-  Action action;
-  Fiber* subject;
-};
-
 [[noreturn]] void die(const std::string& msg) {
   std::fprintf(stderr, "%s\n", msg.c_str());
   std::fflush(stderr);
   std::abort();
-}
-
-[[gnu::noinline]] void free_slot(Worker* w, Fiber* f) noexcept;
-[[gnu::noinline]] void push_overflow(Worker* w, Fiber* f) noexcept;
-inline void push_local(Worker* w, Fiber* f) noexcept {
-  if (!w->q.push(f)) push_overflow(w, f);
-}
-
-// What the resumed context does for the one that left (Go's mcall tail).
-[[gnu::always_inline]] inline void after_switch(Worker* w, const Msg& m) noexcept {
-  switch (m.action) {
-    case Action::None:
-      break;
-    case Action::Park: {
-      std::uint64_t old = m.subject->sync->fetch_or(kSwitched, std::memory_order_acq_rel);
-      if (old & kWoken) push_local(w, m.subject);  // woken before it was off-CPU
-      break;
-    }
-    case Action::Yield:
-    case Action::SpawnParent:
-      // Wake a helper only for a real backlog: a lone parent or yielder is
-      // resumed here in a moment (the monitor rescues it if not).
-      push_local(w, m.subject);
-      if (w->rt->nworkers > 1 && w->q.size() > 1) [[unlikely]] w->rt->wakep();
-      break;
-    case Action::Exit:
-      free_slot(w, m.subject);
-      break;
-  }
-}
-
-#ifdef WEFT_ASAN
-void stack_bounds(Worker* w, Fiber* f, const void** bottom, std::size_t* size) {
-  if (!f) {
-    *bottom = w->thread_stack_bottom;
-    *size = w->thread_stack_size;
-    return;
-  }
-  char* base = f->rt->arena.slot_base(f->slot) + f->rt->arena.guard_bytes();
-  *bottom = base;
-  *size = static_cast<std::size_t>(reinterpret_cast<char*>(f) - base);
-}
-#endif
-
-// Switches from the running context (fiber `self`, or the worker's own
-// context when self is null) to `to` (a fiber, or the worker's context).
-[[gnu::always_inline]] inline void switch_to(Worker* w, Fiber* self, Fiber* to, Action a) noexcept {
-  Msg m{self ? &self->ctx : &w->sched_ctx, a, self};
-  if (self) {
-    self->saved_errno = *w->errno_ptr;
-    eh_save(w, self->eh_state);
-    if (self->canary && *self->canary != StackArena::kCanary)
-      die("weft: fiber " + std::to_string(self->id) + " overflowed its " +
-          std::to_string(self->rt->arena.slot_bytes() / 1024) + " KiB stack (canary smashed)");
-  } else {
-    eh_save(w, w->sched_eh);
-  }
-  w->current = to;
-  w->switches.store(w->switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  bctx::fcontext_t target = to ? to->ctx : w->sched_ctx;
-#ifdef WEFT_ASAN
-  const void* bottom;
-  std::size_t size;
-  stack_bounds(w, to, &bottom, &size);
-  void** fake = a == Action::Exit ? nullptr : (self ? &self->asan_fake_stack : &w->sched_fake_stack);
-  __sanitizer_start_switch_fiber(fake, bottom, size);
-#endif
-#ifdef WEFT_TSAN
-  __tsan_switch_to_fiber(to ? to->tsan_fiber : w->tsan_ctx, 0);
-#endif
-  bctx::transfer_t t = jump(target, &m);
-  // Resumed, possibly on another worker: nothing cached above is valid.
-  Worker* now = current_worker();
-#ifdef WEFT_ASAN
-  __sanitizer_finish_switch_fiber(self ? self->asan_fake_stack : now->sched_fake_stack, nullptr, nullptr);
-#endif
-  auto* in = static_cast<Msg*>(t.data);
-  *in->save_to = t.fctx;
-  after_switch(now, *in);
-  if (self) {
-    eh_restore(now, self->eh_state);
-    *now->errno_ptr = self->saved_errno;
-  } else {
-    eh_restore(now, now->sched_eh);
-  }
-}
-
-[[noreturn]] void fiber_exit(Fiber* self) noexcept;
-
-// First frame of every fiber.
-void fiber_main(bctx::transfer_t t) noexcept {
-  Worker* w = current_worker();
-  Fiber* self = w->current;
-#ifdef WEFT_ASAN
-  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
-#endif
-  auto* in = static_cast<Msg*>(t.data);
-  *in->save_to = t.fctx;
-  after_switch(w, *in);
-  eh_restore(w, self->eh_state);
-  *w->errno_ptr = 0;
-  self->entry(self->closure);
-  if (self->closure_on_heap) ::operator delete(self->closure, std::align_val_t(64));
-  fiber_exit(self);
 }
 
 // ---- run queues ---------------------------------------------------------------
@@ -355,22 +151,6 @@ Fiber* steal(Worker* w) noexcept {
     // echo connections when this took one fiber per 61 picks).
     if (r.gq_size.load(std::memory_order_relaxed) > 0) return r.pop_global(w, w->q.size() < RunQueue::kSize / 2);
   }
-  return nullptr;
-}
-
-// The next fiber from this worker's own sources (no stealing, no sleeping).
-// Safe to call on a fiber's stack: it only takes leaf locks.
-inline Fiber* pick_local(Worker* w) noexcept {
-  if (--w->countdown == 0 || w->timers.next_ns() != kNoDeadline) [[unlikely]]
-    if (Fiber* f = pick_periodic(w)) return f;
-  if (w->lifo && w->lifo_streak < kLifoCap) {
-    w->lifo_streak++;
-    return std::exchange(w->lifo, nullptr);
-  }
-  w->lifo_streak = 0;
-  if (Fiber* f = w->rt->nworkers > 1 ? w->q.pop() : w->q.pop_unshared()) return f;
-  if (w->lifo) return std::exchange(w->lifo, nullptr);
-  if (w->rt->gq_size.load(std::memory_order_relaxed) > 0) return w->rt->pop_global(w, true);
   return nullptr;
 }
 
@@ -494,7 +274,7 @@ Fiber* find_work(Worker* w) noexcept {
 }
 
 void worker_loop(Worker* w) {
-  tl_worker = w;
+  weft_rt_tl_worker = w;
   w->eh_globals = abi::__cxa_get_globals();
   w->errno_ptr = &errno;
   install_altstack();
@@ -515,161 +295,8 @@ void worker_loop(Worker* w) {
     // Back on the worker's own stack: the fiber that switched here parked,
     // yielded or ended with nothing else runnable locally.
   }
-  tl_worker = nullptr;
+  weft_rt_tl_worker = nullptr;
 }
-
-// ---- slots and fiber creation ---------------------------------------------------
-
-std::uint32_t alloc_slot(Worker* w) {
-  if (!w->stack_cache.empty()) {
-    std::uint32_t s = w->stack_cache.back();
-    w->stack_cache.pop_back();
-    return s;
-  }
-  return w->rt->arena.alloc();
-}
-
-void free_slot(Worker* w, Fiber* f) noexcept {
-  Runtime& r = *w->rt;
-  std::uint32_t slot = f->slot;
-  bool main = f->is_main;
-#ifdef WEFT_TSAN
-  __tsan_destroy_fiber(f->tsan_fiber);
-#endif
-#ifdef WEFT_ASAN
-  // The frames the dead fiber never returned from (fiber_main, fiber_exit,
-  // the switch) keep their redzones poisoned in ASan's shadow. The next fiber
-  // given this slot (or a later arena mapped at the same address) writes its
-  // closure and first frames there, and ASan reported a stack-buffer-overflow
-  // in spawn() whenever the new closure was larger than the old one. Clear
-  // them from here, on another stack, where nothing can poison them again:
-  // from the dead fiber's last stack pointer (its saved context) up to its
-  // control block. Deeper frames unpoisoned themselves when they returned.
-  {
-    char* low = r.arena.slot_base(slot) + r.arena.guard_bytes();
-    char* sp = static_cast<char*>(f->ctx) - 256;
-    if (sp < low) sp = low;
-    __asan_unpoison_memory_region(sp, static_cast<std::size_t>(reinterpret_cast<char*>(f) - sp));
-  }
-#endif
-  // A new generation: every Parker of the dead fiber is now stale.
-  f->sync->store((f->gen + 1) << kGenShift, std::memory_order_release);
-  f->~Fiber();
-  if (main) {
-    r.ext_exited.fetch_add(1, std::memory_order_release);
-  } else {
-    w->exited.fetch_add(1, std::memory_order_release);
-  }
-  if (w->stack_cache.size() < kHotStacks) {
-    w->stack_cache.push_back(slot);
-  } else {
-    w->trim_batch.push_back(slot);
-    if (w->trim_batch.size() >= kTrimBatch) {
-      r.arena.trim(w->trim_batch.data(), w->trim_batch.size());
-      r.arena.free_trimmed(w->trim_batch.data(), w->trim_batch.size());
-      w->trim_batch.clear();
-    }
-  }
-  if (main) {
-    r.main_done.store(1, std::memory_order_release);
-    futex_wake(&r.main_done, 1);
-  } else if (r.stopping.load(std::memory_order_relaxed)) {
-    r.exit_epoch.fetch_add(1, std::memory_order_release);
-    futex_wake(&r.exit_epoch, 1);
-  }
-}
-
-// Fiber ids: workers take blocks of 1024 from one process-wide counter.
-std::atomic<std::uint64_t> g_id_source{1};
-
-std::uint64_t next_id(Worker* w) noexcept {
-  if (w->id_next == w->id_end) {
-    w->id_next = g_id_source.fetch_add(1024, std::memory_order_relaxed);
-    w->id_end = w->id_next + 1024;
-  }
-  return w->id_next++;
-}
-
-Fiber* new_fiber(Runtime& r, std::uint32_t slot) noexcept {
-  char* top = r.arena.slot_top(slot);
-  Fiber* f = ::new (fiber_of_slot(top)) Fiber();
-  f->rt = &r;
-  f->slot = slot;
-  f->sync = &r.arena.sync(slot);
-  f->gen = f->sync->load(std::memory_order_relaxed) >> kGenShift;
-  if (r.arena.guard_mode(slot) == GuardMode::Canary) {
-    f->canary = reinterpret_cast<std::uint64_t*>(r.arena.slot_base(slot) + r.arena.guard_bytes());
-    *f->canary = StackArena::kCanary;
-  }
-  return f;
-}
-
-void start_context(Fiber* f) noexcept {
-  char* sp = reinterpret_cast<char*>(f->closure_on_heap ? static_cast<void*>(f) : f->closure);
-  sp = reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(sp) & ~std::uintptr_t{63});
-  char* low = f->rt->arena.slot_base(f->slot) + f->rt->arena.guard_bytes();
-  f->ctx = bctx::make_fcontext(sp, static_cast<std::size_t>(sp - low), fiber_main);
-#ifdef WEFT_TSAN
-  f->tsan_fiber = __tsan_create_fiber(0);
-#endif
-}
-
-void fiber_exit(Fiber* self) noexcept {
-  Worker* w = current_worker();
-  Fiber* next = pick_local(w);
-  switch_to(w, self, next, Action::Exit);
-  __builtin_unreachable();
-}
-
-// ---- plain threads that park -----------------------------------------------------
-// Their control blocks come from a pool that is never freed (stale Parkers
-// may still point at them), recycled when the thread exits.
-struct ThreadFiberPool {
-  detail::SpinLock lock;
-  std::vector<Fiber*> free;
-};
-ThreadFiberPool& thread_pool() {
-  static auto* p = new ThreadFiberPool;  // intentionally immortal
-  return *p;
-}
-struct ThreadFiberHolder {
-  Fiber* f = nullptr;
-  ~ThreadFiberHolder() {
-    if (!f) return;
-    f->sync->store((f->gen + 1) << kGenShift, std::memory_order_release);
-    auto& p = thread_pool();
-    std::lock_guard<detail::SpinLock> g(p.lock);
-    p.free.push_back(f);
-  }
-};
-Fiber* thread_fiber() {
-  thread_local ThreadFiberHolder h;
-  if (!h.f) {
-    auto& p = thread_pool();
-    {
-      std::lock_guard<detail::SpinLock> g(p.lock);
-      if (!p.free.empty()) {
-        h.f = p.free.back();
-        p.free.pop_back();
-      }
-    }
-    if (!h.f) {
-      // Memory for the block and its sync word, never freed.
-      struct Block {
-        Fiber f;
-        std::atomic<std::uint64_t> sync{0};
-      };
-      auto* b = new Block;
-      h.f = &b->f;
-      h.f->sync = &b->sync;
-      h.f->is_thread = true;
-    }
-    h.f->gen = h.f->sync->load() >> kGenShift;
-  }
-  return h.f;
-}
-
-}  // namespace
 
 // ---- the public low-level interface -------------------------------------------
 
@@ -970,232 +597,3 @@ std::uint64_t Runtime::live_fibers() const noexcept {
 }
 
 }  // namespace weft::rt
-
-// ---- fibers, join, run -----------------------------------------------------------
-
-namespace weft {
-namespace detail {
-
-using namespace weft::rt;
-
-SpawnSlot spawn_begin(std::size_t size, std::size_t align) {
-  Worker* w = current_worker();
-  if (!w || !w->current) throw std::logic_error("weft::go() must be called on a fiber of a running runtime");
-  std::uint32_t slot = alloc_slot(w);  // throws std::system_error when out of address space
-  Fiber* f = new_fiber(*w->rt, slot);
-  f->id = next_id(w);
-  char* room = reinterpret_cast<char*>(f);
-  std::size_t a = std::max<std::size_t>(align, 16);
-  char* p = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(room) - size) & ~(a - 1));
-  if (size > kMaxInlineClosure || a > 64) {
-    if (a > 64) throw std::invalid_argument("weft::go(): closures aligned beyond 64 bytes are not supported");
-    p = static_cast<char*>(::operator new(size, std::align_val_t(64)));
-    f->closure_on_heap = true;
-  }
-  f->closure = p;
-  return SpawnSlot{f, p, f->id};
-}
-
-void spawn_abort(Fiber* f) noexcept {
-  Worker* w = current_worker();
-  if (f->closure_on_heap) ::operator delete(f->closure, std::align_val_t(64));
-  std::uint32_t slot = f->slot;
-  f->sync->store((f->gen + 1) << kGenShift, std::memory_order_release);
-  f->~Fiber();
-  w->stack_cache.push_back(slot);
-}
-
-void spawn_commit(Fiber* f, void (*entry)(void*)) noexcept {
-  f->entry = entry;
-  start_context(f);
-  Worker* w = current_worker();
-  w->spawned.store(w->spawned.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  // Child first: the parent is queued (stealable) and resumes after it.
-  switch_to(w, w->current, f, Action::SpawnParent);
-}
-
-void join_wait(JoinStateBase* s) {
-  if (s->state.load(std::memory_order_acquire) == JoinStateBase::kDone) return;
-  s->joiner = prepare_park(WaitKind::Join, s);
-  std::uintptr_t expected = JoinStateBase::kRunning;
-  if (!s->state.compare_exchange_strong(expected, JoinStateBase::kJoinerWaiting, std::memory_order_acq_rel))
-    return;  // finished meanwhile
-  if (park(s->joiner) == WakeReason::Event) return;
-  // Cancelled: withdraw, unless the fiber finished and is waking us anyway.
-  expected = JoinStateBase::kJoinerWaiting;
-  s->state.compare_exchange_strong(expected, JoinStateBase::kRunning, std::memory_order_acq_rel);
-  throw_unwind();
-}
-
-[[noreturn]] void panic(std::exception_ptr e, std::uint64_t fiber_id) noexcept {
-  if (fiber_id == 0) fiber_id = this_fiber::id();
-  std::string what = "unknown exception";
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& e) {
-    what = std::string(typeid(e).name()) + ": " + e.what();
-    int st = 0;
-    if (char* d = abi::__cxa_demangle(typeid(e).name(), nullptr, nullptr, &st)) {
-      what = std::string(d) + ": " + e.what();
-      std::free(d);
-    }
-  } catch (...) {
-  }
-  std::fprintf(stderr, "weft: panic: fiber %llu exited with an uncaught exception: %s\n",
-               static_cast<unsigned long long>(fiber_id), what.c_str());
-  std::fflush(stderr);
-  std::abort();
-}
-
-void join_finish(JoinStateBase* s) noexcept {
-  std::uintptr_t old = s->state.exchange(JoinStateBase::kDone, std::memory_order_acq_rel);
-  if (old == JoinStateBase::kJoinerWaiting) unpark(s->joiner);
-  if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (s->error) panic(s->error, s->fiber_id);  // the handle was dropped without join
-    s->destroy(s);
-  }
-}
-
-void join_release(JoinStateBase* s) noexcept {
-  if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) s->destroy(s);
-}
-
-void join_detach(JoinStateBase* s) noexcept {
-  if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (s->error) panic(s->error, s->fiber_id);  // ended with an exception nobody will see
-    s->destroy(s);
-  }
-}
-
-void throw_cancelled(std::uint64_t id) {
-  throw std::runtime_error("weft: fiber " + std::to_string(id) + " was unwound at runtime shutdown");
-}
-
-std::mutex g_teardown_lock;
-TeardownStats g_teardown;  // guarded by g_teardown_lock
-
-// Wakes every parked fiber that is not already unwinding, with Cancel.
-static void sweep(Runtime& r) {
-  std::uint32_t n = r.arena.slot_count();
-  for (std::uint32_t i = 0; i < n; i++) {
-    std::uint64_t v = r.arena.sync(i).load(std::memory_order_acquire);
-    if ((v & (kSwitched | kWoken | kUnwinding)) != kSwitched) continue;
-    unpark(Parker{fiber_of_slot(r.arena.slot_top(i)), &r.arena.sync(i), v >> kGenShift}, WakeReason::Cancel);
-  }
-}
-
-// Teardown accounting (see TeardownStats): every worker has exited, so
-// their slot caches are quiescent.
-static void record_teardown(Runtime& r) noexcept {
-  std::size_t held = r.arena.free_slots();
-  for (auto& w : r.workers) held += w->stack_cache.size() + w->trim_batch.size();
-  std::size_t carved = r.arena.carved_slots();
-  std::lock_guard<std::mutex> g(g_teardown_lock);
-  g_teardown.runs++;
-  g_teardown.leaked_fibers += r.live_fibers();
-  g_teardown.leaked_slots += carved > held ? carved - held : 0;
-}
-
-void run_main(const Options& opts, void (*entry)(void*), void* arg) {
-  if (current_worker()) throw std::logic_error("weft::run() called on a fiber: runtimes do not nest");
-  install_overflow_handler();
-  Runtime r(opts);
-  std::uint32_t slot = r.arena.alloc();
-  Fiber* f = new_fiber(r, slot);
-  f->id = g_id_source.fetch_add(1, std::memory_order_relaxed);
-  f->is_main = true;
-  f->entry = entry;
-  f->closure = arg;
-  f->closure_on_heap = false;
-  // The closure lives on this thread's stack: the fiber's frames start just
-  // below its control block.
-  f->ctx = nullptr;
-  {
-    char* low = r.arena.slot_base(slot) + r.arena.guard_bytes();
-    char* sp = reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(f) & ~std::uintptr_t{63});
-    f->ctx = bctx::make_fcontext(sp, static_cast<std::size_t>(sp - low), fiber_main);
-#ifdef WEFT_TSAN
-    f->tsan_fiber = __tsan_create_fiber(0);
-#endif
-  }
-  r.ext_spawned.fetch_add(1, std::memory_order_relaxed);
-  r.inject(f);
-  for (auto& w : r.workers) {
-    Worker* wp = w.get();
-    wp->thread = std::thread([wp] { worker_loop(wp); });
-  }
-  std::thread monitor([&r] { monitor_loop(r); });
-  while (r.main_done.load(std::memory_order_acquire) == 0) futex_wait(&r.main_done, 0, kNoDeadline);
-  // Unwind whatever is still alive: parked fibers are woken with Cancel,
-  // running and runnable ones unwind at their next park or yield.
-  r.stopping.store(true, std::memory_order_seq_cst);
-  while (r.live_fibers() != 0) {
-    std::uint32_t epoch = r.exit_epoch.load(std::memory_order_acquire);
-    sweep(r);
-    if (r.live_fibers() == 0) break;
-    futex_wait(&r.exit_epoch, epoch, to_ns(Clock::now()) + 2'000'000);
-  }
-  r.exiting.store(true, std::memory_order_seq_cst);
-  r.wake_all_workers();
-  for (auto& w : r.workers) w->thread.join();
-  futex_wake(&r.monitor_word, 1);
-  monitor.join();
-  r.poller.store(nullptr, std::memory_order_release);
-  r.poller_owner.reset();
-  while (r.ext_inflight.load(std::memory_order_acquire) != 0) std::this_thread::yield();
-  record_teardown(r);
-}
-
-}  // namespace detail
-
-bool in_fiber() noexcept { return rt::current_fiber() != nullptr; }
-
-rt::TeardownStats rt::teardown_stats() noexcept {
-  std::lock_guard<std::mutex> g(detail::g_teardown_lock);
-  return detail::g_teardown;
-}
-
-namespace this_fiber {
-
-void yield() {
-  using namespace weft::rt;
-  Worker* w = current_worker();
-  Fiber* f = w ? w->current : nullptr;
-  if (!f) {
-    std::this_thread::yield();
-    return;
-  }
-  if (!f->unwinding && f->rt->stopping.load(std::memory_order_acquire)) throw_unwind();
-  // Run what is already queued here first; if nothing is, carry on.
-  Fiber* next = pick_local(w);
-  if (!next) return;
-  switch_to(w, f, next, Action::Yield);
-}
-
-void sleep_until(Clock::time_point t) {
-  using namespace weft::rt;
-  Fiber* f = current_fiber();
-  if (!f) {
-    std::this_thread::sleep_until(t);
-    return;
-  }
-  if (t <= Clock::now()) {
-    yield();
-    return;
-  }
-  if (park_until(prepare_park(WaitKind::Sleep, nullptr), t) == WakeReason::Cancel) throw_unwind();
-}
-
-void sleep_for(std::chrono::nanoseconds d) {
-  auto now = Clock::now();
-  if (d > Clock::time_point::max() - now) d = Clock::time_point::max() - now;
-  sleep_until(now + std::chrono::duration_cast<Clock::duration>(d));
-}
-
-std::uint64_t id() noexcept {
-  rt::Fiber* f = rt::current_fiber();
-  return f ? f->id : 0;
-}
-
-}  // namespace this_fiber
-}  // namespace weft
