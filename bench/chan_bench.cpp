@@ -17,6 +17,8 @@
 #include <benchmark/benchmark.h>
 #include <weft/weft.hpp>
 
+#include "bench_util.hpp"
+
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -27,23 +29,10 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-long status_kib(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  std::size_t n = std::strlen(key);
-  while (std::getline(f, line))
-    if (line.compare(0, n, key) == 0) return std::stol(line.substr(n));
-  return -1;
-}
-long resident_kib() { return status_kib("VmRSS:") + status_kib("VmPTE:"); }
-
-weft::Options workers(const benchmark::State& st) {
-  return weft::Options{.workers = static_cast<unsigned>(st.range(0))};
-}
+using bench::Clock;
+using bench::resident_kib;
+using bench::seconds_since;
+using bench::workers;
 
 // ---- pingpong ------------------------------------------------------------------
 

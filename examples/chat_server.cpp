@@ -7,6 +7,8 @@
 // fills and it misses lines instead).
 #include <weft/weft.hpp>
 
+#include "server_args.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -84,26 +86,11 @@ void serve(Hub& hub, weft::net::TcpStream conn) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string addr = "127.0.0.1:9001";
-  unsigned workers = 0;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: %s [--listen HOST:PORT] [--workers N]\n  then: nc HOST PORT, and type lines\n", argv[0]);
-      return 0;
-    } else if (a == "--listen" && i + 1 < argc) {
-      addr = argv[++i];
-    } else if (a == "--workers" && i + 1 < argc) {
-      workers = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
-    } else {
-      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
-      return 2;
-    }
-  }
+  ServerArgs args = parse_server_args(argc, argv, "127.0.0.1:9001", "  then connect with a line-based client (nc HOST PORT) and type lines\n");
   try {
     return weft::run(
         [&] {
-          auto ln = weft::net::TcpListener::listen(addr);
+          auto ln = weft::net::TcpListener::listen(args.listen);
           std::printf("chat server listening on %s\n", ln.local_addr().c_str());
           std::fflush(stdout);
           Hub hub;
@@ -111,7 +98,7 @@ int main(int argc, char** argv) {
           for (;;) weft::spawn([&hub](weft::net::TcpStream c) { serve(hub, std::move(c)); }, ln.accept());
           return 0;
         },
-        weft::Options{.workers = workers});
+        weft::Options{.workers = args.workers});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "chat_server: %s\n", e.what());
     return 1;

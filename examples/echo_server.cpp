@@ -2,32 +2,19 @@
 //   echo_server [--listen ADDR] [--workers N]     (default 127.0.0.1:9000)
 #include <weft/weft.hpp>
 
+#include "server_args.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
 
 int main(int argc, char** argv) {
-  std::string addr = "127.0.0.1:9000";
-  unsigned workers = 0;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: %s [--listen HOST:PORT] [--workers N]\n", argv[0]);
-      return 0;
-    } else if (a == "--listen" && i + 1 < argc) {
-      addr = argv[++i];
-    } else if (a == "--workers" && i + 1 < argc) {
-      workers = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
-    } else {
-      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
-      return 2;
-    }
-  }
+  ServerArgs args = parse_server_args(argc, argv, "127.0.0.1:9000");
   try {
     return weft::run(
         [&] {
-          auto ln = weft::net::TcpListener::listen(addr);
+          auto ln = weft::net::TcpListener::listen(args.listen);
           std::printf("echo server listening on %s\n", ln.local_addr().c_str());
           std::fflush(stdout);
           for (;;) {
@@ -50,7 +37,7 @@ int main(int argc, char** argv) {
           }
           return 0;
         },
-        weft::Options{.workers = workers});
+        weft::Options{.workers = args.workers});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "echo_server: %s\n", e.what());
     return 1;

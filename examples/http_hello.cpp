@@ -3,6 +3,8 @@
 //   http_hello [--listen ADDR] [--workers N]      (default 127.0.0.1:8080)
 #include <weft/weft.hpp>
 
+#include "server_args.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -77,32 +79,17 @@ void serve(weft::net::TcpStream c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string addr = "127.0.0.1:8080";
-  unsigned workers = 0;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: %s [--listen HOST:PORT] [--workers N]\n", argv[0]);
-      return 0;
-    } else if (a == "--listen" && i + 1 < argc) {
-      addr = argv[++i];
-    } else if (a == "--workers" && i + 1 < argc) {
-      workers = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
-    } else {
-      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
-      return 2;
-    }
-  }
+  ServerArgs args = parse_server_args(argc, argv, "127.0.0.1:8080");
   try {
     return weft::run(
         [&] {
-          auto ln = weft::net::TcpListener::listen(addr);
+          auto ln = weft::net::TcpListener::listen(args.listen);
           std::printf("http_hello listening on http://%s/\n", ln.local_addr().c_str());
           std::fflush(stdout);
           for (;;) weft::spawn(serve, ln.accept());
           return 0;
         },
-        weft::Options{.workers = workers});
+        weft::Options{.workers = args.workers});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "http_hello: %s\n", e.what());
     return 1;
