@@ -161,21 +161,28 @@ void Mutex::lock_slow() {
   }
 }
 
-void Mutex::unlock_slow(std::uint32_t s) {
+void Mutex::unlock_slow() {
+  // Nobody to wake (no waiters, or one already awake) and not starving:
+  // release by CAS, touching nothing afterwards. Otherwise release under
+  // qlock_, which the destructor waits for.
+  std::uint32_t s = state_.load(std::memory_order_relaxed);
+  while (!(s & kStarving) && (!(s & kWaiters) || (s & kWoken)) && (s & kLocked))
+    if (state_.compare_exchange_weak(s, s - kLocked, std::memory_order_release, std::memory_order_relaxed)) return;
+  std::lock_guard<detail::SpinLock> g(qlock_);
+  s = state_.fetch_sub(kLocked, std::memory_order_release) - kLocked;
   if (s & kLocked) {
     std::fputs("weft: Mutex::unlock() of an unlocked mutex\n", stderr);
     std::abort();
   }
   // The mode this unlock released in decides its duty, as in Go's
   // unlockSlow: only an unlock that released with kStarving set hands the
-  // lock off. Deciding from a later load let a delayed normal-mode unlock
-  // hand off too: holder H released in normal mode and headed here; barger B
-  // took the lock, a waiter set kStarving, B unlocked and handed the lock to
-  // waiter W1; then H took qlock_, saw kStarving and no kLocked, and handed
-  // it to W2 as well: two owners (each receiver sets kLocked blindly), and
-  // the second unlock aborted with "unlock() of an unlocked mutex".
+  // lock off. (Deciding from a later load once let a delayed normal-mode
+  // unlock hand off too: holder H released in normal mode and headed here;
+  // barger B took the lock, a waiter set kStarving, B unlocked and handed
+  // the lock to waiter W1; then H took qlock_, saw kStarving and no kLocked,
+  // and handed it to W2 as well: two owners. Releasing under qlock_ now also
+  // closes that window.)
   const bool starving = s & kStarving;
-  std::lock_guard<detail::SpinLock> g(qlock_);
   for (;;) {
     s = state_.load(std::memory_order_relaxed);
     // Taken again since our fetch_sub (a barger): its unlock wakes or hands

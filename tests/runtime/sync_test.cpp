@@ -372,6 +372,31 @@ TEST_P(Sync, CondVarDestroyedRightAfterWake) {
   }, opts());
 }
 
+// Destroy-after-unlock: holder H unlocks a contended mutex (a waiter W is
+// queued) and, before this fix, released kLocked first and took qlock_ to
+// wake W afterwards. In between, a barger B could lock, unlock and delete
+// the mutex, and H then locked qlock_ inside freed memory (ASan: heap use
+// after free). Now a waking unlock releases under qlock_ and the destructor
+// waits for qlock_. Here B is the waiter itself after being woken: it takes
+// the lock, releases it and deletes the mutex at once.
+TEST_P(Sync, MutexDestroyedRightAfterUnlock) {
+  const int rounds = static_cast<int>(scaled(3000));
+  weft::run([rounds] {
+    for (int r = 0; r < rounds; r++) {
+      auto* m = new weft::Mutex;
+      m->lock();
+      auto w = weft::go([m] {
+        m->lock();  // parks: the main fiber holds it
+        m->unlock();
+        delete m;   // main may still be inside unlock()
+      });
+      weft::this_fiber::yield();  // let the waiter queue up
+      m->unlock();
+      w.join();
+    }
+  }, opts());
+}
+
 TEST_P(Sync, WaitGroupFromPlainThread) {
   weft::WaitGroup wg;
   wg.add(4);

@@ -84,9 +84,15 @@ class Mutex {
   }
   bool try_lock() noexcept;
   void unlock() {
-    std::uint32_t s = state_.fetch_sub(kLocked, std::memory_order_release) - kLocked;
-    if (s != 0) unlock_slow(s);
+    // Fast path: nothing but kLocked set. Otherwise the release happens
+    // inside unlock_slow, under qlock_, so no unlock touches the mutex after
+    // a new owner could have taken and destroyed it (the destructor waits
+    // for qlock_).
+    std::uint32_t expected = kLocked;
+    if (state_.compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed)) return;
+    unlock_slow();
   }
+  ~Mutex() { qlock_.lock(); }  // waits out an unlock_slow still inside
 
  private:
   // state_ bits (see sync.cpp). kLocked: held. kWoken: a waiter is awake or
@@ -94,7 +100,7 @@ class Mutex {
   // hand-off mode. kWaiters: the list is non-empty (changed under qlock_).
   static constexpr std::uint32_t kLocked = 1, kWoken = 2, kStarving = 4, kWaiters = 8;
   void lock_slow();
-  void unlock_slow(std::uint32_t state_after_unlock);
+  void unlock_slow();
   std::atomic<std::uint32_t> state_{0};
   detail::SpinLock qlock_;
   detail::WaitList waiters_;   // guarded by qlock_
