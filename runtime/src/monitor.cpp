@@ -17,6 +17,7 @@ namespace weft::rt {
 
 void monitor_loop(Runtime& r) noexcept {
   std::vector<std::uint64_t> last(r.nworkers, 0);
+  std::vector<bool> backlog(r.nworkers, false);
   unsigned idle_ticks = 0;
   while (!r.exiting.load(std::memory_order_acquire)) {
     std::int64_t tick_ns = idle_ticks > 50 ? 10'000'000 : 1'000'000;
@@ -31,7 +32,10 @@ void monitor_loop(Runtime& r) noexcept {
         w.stuck_at.store(s, std::memory_order_relaxed);
         r.wakep();
         any_busy = true;
+      } else if (w.q.size() > 1 && backlog[i]) {
+        r.wakep();  // a backlog two ticks running: an idle worker should share it
       }
+      backlog[i] = w.q.size() > 1;
       last[i] = s;
     }
     idle_ticks = any_busy ? 0 : idle_ticks + 1;

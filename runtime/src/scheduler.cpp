@@ -329,10 +329,11 @@ void make_runnable(Fiber* f) noexcept {
     if (w->current) {
       // Woken by a running fiber: it runs next here (not stealable, no wake).
       if (Fiber* old = std::exchange(w->lifo, f)) {
+        // No wake here: a chain of message passing (one fiber waking the
+        // next) keeps displacing fibers into this queue, and an idle worker
+        // woken for each would only drag the chain across cores. The
+        // monitor wakes one if the backlog lasts a tick.
         push_local(w, old);
-        // Wake a helper only for backlog it could steal (see steal()); a
-        // lone queued fiber runs here soon, or the monitor rescues it.
-        if (w->q.size() > 1) r->wakep();
       }
     } else {
       push_local(w, f);  // from the idle path (timers, poller)
