@@ -7,7 +7,7 @@
 // fills and it misses lines instead).
 #include <weft/weft.hpp>
 
-#include "server_args.hpp"
+#include "args.hpp"
 
 #include <cstdio>
 #include <cstdlib>

@@ -2,7 +2,7 @@
 //   echo_server [--listen ADDR] [--workers N]     (default 127.0.0.1:9000)
 #include <weft/weft.hpp>
 
-#include "server_args.hpp"
+#include "args.hpp"
 
 #include <cstdio>
 #include <cstdlib>

@@ -3,7 +3,7 @@
 //   http_hello [--listen ADDR] [--workers N]      (default 127.0.0.1:8080)
 #include <weft/weft.hpp>
 
-#include "server_args.hpp"
+#include "args.hpp"
 
 #include <cstdio>
 #include <cstdlib>

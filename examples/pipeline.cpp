@@ -8,6 +8,8 @@
 // nobody reads their remaining output. main then waits for every stage.
 #include <weft/weft.hpp>
 
+#include "args.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -76,17 +78,6 @@ Chan<long> merge(Chan<int> done, const std::vector<Chan<long>>& ins, weft::WaitG
   return out;
 }
 
-bool parse(const char* prog, const std::string& flag, const char* s, unsigned long& out) {
-  char* end = nullptr;
-  unsigned long v = std::strtoul(s, &end, 10);
-  if (*end || v == 0 || v > 100'000'000) {
-    std::fprintf(stderr, "%s: bad value for %s: %s\n", prog, flag.c_str(), s);
-    return false;
-  }
-  out = v;
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -103,7 +94,7 @@ int main(int argc, char** argv) {
     unsigned long* dst = a == "--numbers" ? &numbers : a == "--squarers" ? &squarers
                        : a == "--take"    ? &take    : a == "--workers"  ? &workers : nullptr;
     if (dst && i + 1 < argc) {
-      if (!parse(argv[0], a, argv[++i], *dst)) return 2;
+      if (!parse_count(argv[0], a, argv[++i], *dst, 100'000'000)) return 2;
     } else {
       std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
       return 2;

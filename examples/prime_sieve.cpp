@@ -7,24 +7,11 @@
 // parked in recv/send.
 #include <weft/weft.hpp>
 
+#include "args.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-
-namespace {
-
-bool parse(const char* prog, const std::string& flag, const char* s, unsigned& out) {
-  char* end = nullptr;
-  unsigned long v = std::strtoul(s, &end, 10);
-  if (*end || v == 0 || v > 1'000'000) {
-    std::fprintf(stderr, "%s: bad value for %s: %s\n", prog, flag.c_str(), s);
-    return false;
-  }
-  out = static_cast<unsigned>(v);
-  return true;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   unsigned count = 100, workers = 0;
@@ -37,7 +24,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if ((a == "--count" || a == "--workers") && i + 1 < argc) {
-      if (!parse(argv[0], a, argv[++i], a == "--count" ? count : workers)) return 2;
+      if (!parse_count(argv[0], a, argv[++i], a == "--count" ? count : workers, 1'000'000)) return 2;
     } else {
       std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
       return 2;

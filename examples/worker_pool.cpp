@@ -7,6 +7,8 @@
 // and end; the last one to finish closes `results`, which ends main's loop.
 #include <weft/weft.hpp>
 
+#include "args.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,17 +30,6 @@ unsigned collatz(unsigned long n) {
   return steps;
 }
 
-bool parse(const char* prog, const std::string& flag, const char* s, unsigned long& out) {
-  char* end = nullptr;
-  unsigned long v = std::strtoul(s, &end, 10);
-  if (*end || v == 0 || v > 100'000'000) {
-    std::fprintf(stderr, "%s: bad value for %s: %s\n", prog, flag.c_str(), s);
-    return false;
-  }
-  out = v;
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -54,7 +45,7 @@ int main(int argc, char** argv) {
     }
     unsigned long* dst = a == "--jobs" ? &jobs_n : a == "--pool" ? &pool : a == "--workers" ? &workers : nullptr;
     if (dst && i + 1 < argc) {
-      if (!parse(argv[0], a, argv[++i], *dst)) return 2;
+      if (!parse_count(argv[0], a, argv[++i], *dst, 100'000'000)) return 2;
     } else {
       std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
       return 2;

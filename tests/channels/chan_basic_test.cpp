@@ -25,10 +25,7 @@ struct Tracked {
   static void reset() { copies = moves = 0; }
 };
 
-class ChanBasic : public ::testing::TestWithParam<unsigned> {
- protected:
-  weft::Options opts() const { return {.workers = GetParam()}; }
-};
+class ChanBasic : public chantest::WorkersTest {};
 
 TEST_P(ChanBasic, UnbufferedRendezvous) {
   weft::run([] {

@@ -19,10 +19,7 @@ using weft::send;
 
 namespace {
 
-class GoChan : public ::testing::TestWithParam<unsigned> {
- protected:
-  weft::Options opts() const { return {.workers = GetParam()}; }
-};
+class GoChan : public chantest::WorkersTest {};
 
 // fifo.go AsynchFifo: a buffered channel keeps order.
 TEST_P(GoChan, AsynchFifo) {

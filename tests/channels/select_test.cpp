@@ -22,10 +22,7 @@ using weft::send;
 
 namespace {
 
-class Select : public ::testing::TestWithParam<unsigned> {
- protected:
-  weft::Options opts() const { return {.workers = GetParam()}; }
-};
+class Select : public chantest::WorkersTest {};
 
 TEST_P(Select, OtherwiseWhenNothingReady) {
   weft::run([] {

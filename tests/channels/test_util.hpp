@@ -27,4 +27,10 @@ inline std::string workers_name(const ::testing::TestParamInfo<unsigned>& i) {
   return s;
 }
 
+// Base of the tests parameterised by worker count.
+class WorkersTest : public ::testing::TestWithParam<unsigned> {
+ protected:
+  weft::Options opts() const { return {.workers = GetParam()}; }
+};
+
 }  // namespace chantest

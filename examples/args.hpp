@@ -1,4 +1,4 @@
-// server_args.hpp: the command line the example servers share.
+// args.hpp: command-line helpers the examples share.
 #pragma once
 
 #include <cstdio>
@@ -35,4 +35,18 @@ inline ServerArgs parse_server_args(int argc, char** argv, const char* default_l
     }
   }
   return a;
+}
+
+// Parses a positive count for `flag` (at most max) into out; false, with a
+// message, when s is not one.
+template <class U>
+bool parse_count(const char* prog, const std::string& flag, const char* s, U& out, unsigned long max) {
+  char* end = nullptr;
+  unsigned long v = std::strtoul(s, &end, 10);
+  if (*end || v == 0 || v > max) {
+    std::fprintf(stderr, "%s: bad value for %s: %s (1..%lu)\n", prog, flag.c_str(), s, max);
+    return false;
+  }
+  out = static_cast<U>(v);
+  return true;
 }
