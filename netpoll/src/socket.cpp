@@ -131,18 +131,31 @@ TcpStream TcpStream::connect_to(const void* sa_ptr, unsigned len, Clock::time_po
   if (rc == 0) return s;
   if (errno != EINPROGRESS) throw_errno(errno, "connect " + detail::format(sa));
   s.set_write_deadline(deadline);
-  try {
-    s.wait_write("connect");
-  } catch (const Timeout&) {
-    throw Timeout("weft: connect " + detail::format(sa) + ": timed out");
-  }
-  int err = 0;
-  socklen_t elen = sizeof err;
-  {
+  // Writability can be stale: the socket was registered with the poller
+  // before connect, and an unconnected TCP socket reports OUT|HUP, which a
+  // worker polling at that moment records as readiness. So, as Go does,
+  // each wake is checked: SO_ERROR for failure, getpeername for success,
+  // and anything else waits again (the stale readiness is consumed).
+  for (;;) {
+    try {
+      s.wait_write("connect");
+    } catch (const Timeout&) {
+      throw Timeout("weft: connect " + detail::format(sa) + ": timed out");
+    }
+    int err = 0;
+    socklen_t elen = sizeof err;
+    sockaddr_storage peer{};
+    socklen_t plen = sizeof peer;
     Op op(s.pd_, s.seq_);
     if (::getsockopt(s.fd_, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
+    if (err == 0 || err == EISCONN) {
+      if (::getpeername(s.fd_, reinterpret_cast<sockaddr*>(&peer), &plen) == 0) break;
+      err = errno;
+      if (err == ENOTCONN) continue;
+    }
+    if (err == EINPROGRESS || err == EALREADY || err == EINTR) continue;
+    throw_errno(err, "connect " + detail::format(sa));
   }
-  if (err != 0) throw_errno(err, "connect " + detail::format(sa));
   s.set_write_deadline(Clock::time_point::max());
   return s;
 }

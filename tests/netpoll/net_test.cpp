@@ -227,7 +227,7 @@ TEST_P(Net, ConnectTimeoutAgainstAFullBacklog) {
             timed_out = true;
           }
         }
-        EXPECT_TRUE(timed_out);
+        EXPECT_TRUE(timed_out) << fill.size();
         ::close(lfd);
       },
       {.workers = GetParam()});
