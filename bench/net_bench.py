@@ -9,9 +9,14 @@ the server process over the run, from /proc/PID/stat), plus round trips/s
 and p99 latency.
 http: wrk -t1 against each server; requests/s.
 memory: RSS of the server per idle connection at 10,000 connections.
+hogs: echo with one CPU-bound spinning fiber (goroutine) per worker (P), weft
+against Go (which preempts): round trips/s and p50/p99/p99.9 latency. A
+server that serves nothing in the run is reported as stalled.
 
-Every server is started here and stopped by its PID.
-usage: net_bench.py --build BUILD [--reps 3] [--seconds 5] [--only echo|http|memory]
+Every server is started here and stopped by its PID; every run is bounded
+in time. bench/ab.py imports run_echo and build_loadgen from here.
+usage: net_bench.py --build BUILD [--reps 3] [--seconds 5] [--only echo|http|memory|hogs]
+                    [--hog-workers 2] [--hog-conns 50]
 """
 import argparse
 import os
@@ -66,7 +71,11 @@ class Server:
     def __init__(self, argv, port):
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.port = port
-        wait_port(port)
+        try:
+            wait_port(port)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)  # by PID, never by name
@@ -88,20 +97,82 @@ def servers_echo(build, gobin, reactor):
     }
 
 
-def run_echo(loadgen, argv_of, conns, seconds):
+def build_loadgen(tmp):
+    """Compiles bench/loadgen.c into tmp; returns its path."""
+    exe = f"{tmp}/loadgen"
+    subprocess.run(["cc", "-O2", "-o", exe, f"{HERE}/loadgen.c"], check=True)
+    return exe
+
+
+def run_echo(loadgen, argv_of, conns, seconds, size=64):
+    """One loadgen run of `seconds` against a fresh server (argv_of(port)).
+    Returns cpu_us (server CPU per round trip), rps, p50, p99, p999 (us),
+    errors. loadgen stops by itself after `seconds` even if the server
+    answers nothing (rps 0); the timeout is a guard against a wedged loadgen."""
     port = free_port()
     srv = Server(argv_of(port), port)
     try:
         c0 = cpu_seconds(srv.proc.pid)
         out = subprocess.run([loadgen, "--addr", f"127.0.0.1:{port}", "--conns", str(conns), "--seconds",
-                              str(seconds), "--size", "64"], check=True, capture_output=True, text=True).stdout
+                              str(seconds), "--size", str(size)], check=True, capture_output=True, text=True,
+                             timeout=seconds + 30).stdout
         c1 = cpu_seconds(srv.proc.pid)
     finally:
         srv.stop()
     kv = dict(x.split("=") for x in out.split()[1:])
     rps = float(kv["rps"])
-    return {"cpu_us": (c1 - c0) * 1e6 / max(1.0, rps * seconds), "rps": rps, "p99": float(kv["p99_us"]),
-            "errors": int(kv["errors"])}
+    return {"cpu_us": (c1 - c0) * 1e6 / max(1.0, rps * seconds), "rps": rps, "p50": float(kv["p50_us"]),
+            "p99": float(kv["p99_us"]), "p999": float(kv["p999_us"]), "errors": int(kv["errors"])}
+
+
+def hogs_servers(build, gobin, workers):
+    """weft and Go echo servers with one CPU hog per worker / P."""
+    w = str(workers)
+    return {
+        f"weft w={w} hogs={w}": lambda p: [f"{build}/examples/echo_server", "--listen", f"127.0.0.1:{p}",
+                                            "--workers", w, "--hogs", w],
+        f"go P={w} hogs={w}": lambda p: [gobin, "-mode", "echo", "-listen", f"127.0.0.1:{p}", "-procs", w,
+                                          "-hogs", w],
+    }
+
+
+def run_hogs(loadgen, build, gobin, workers, conns, seconds, reps):
+    """Echo while every worker runs a CPU hog, weft and Go alternated run by
+    run; prints a Markdown table of medians. A run in which the server did
+    not come up or completed no round trip counts as stalled and is left
+    out of the medians (the table says how many runs stalled)."""
+    print(f"\n### echo with CPU hogs: {workers} worker(s), one spinning fiber/goroutine per worker, "
+          f"{conns} conns, 64-byte messages, {seconds} s, medians of {reps}")
+    print("| server | round trips/s | p50 us | p99 us | p99.9 us | errors | stalled runs |")
+    print("|---|---|---|---|---|---|---|")
+    sys.stdout.flush()
+    srvs = hogs_servers(build, gobin, workers)
+    results = {name: [] for name in srvs}
+    stalled = {name: [] for name in srvs}
+    for _ in range(reps):
+        for name, argv_of in srvs.items():  # interleaved: same noise for both
+            try:
+                r = run_echo(loadgen, argv_of, conns, seconds)
+            except (RuntimeError, subprocess.SubprocessError) as e:
+                stalled[name].append(f"{type(e).__name__}: {e}")
+                continue
+            if r["rps"] <= 0:
+                stalled[name].append(f"0 round trips in {seconds} s")
+            else:
+                results[name].append(r)
+    for name in srvs:
+        rs = results[name]
+        if rs:
+            print(f"| {name} | {med([r['rps'] for r in rs]):.0f} | {med([r['p50'] for r in rs]):.0f} | "
+                  f"{med([r['p99'] for r in rs]):.0f} | {med([r['p999'] for r in rs]):.0f} | "
+                  f"{sum(r['errors'] for r in rs)} | {len(stalled[name])}/{reps} |")
+        else:
+            print(f"| {name} | STALLED | - | - | - | - | {reps}/{reps} |")
+    for name in srvs:
+        if stalled[name]:
+            print(f"- {name}: stalled in {len(stalled[name])} of {reps} runs: {stalled[name][0]}")
+    sys.stdout.flush()
+    return results, stalled
 
 
 NGINX_CONF = """worker_processes 1;
@@ -177,11 +248,13 @@ def main():
     ap.add_argument("--build", required=True)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--only", default="")
+    ap.add_argument("--only", default="", choices=["", "echo", "http", "memory", "hogs"])
+    ap.add_argument("--hog-workers", type=int, default=2, help="hogs: weft --workers / Go GOMAXPROCS, and hogs")
+    ap.add_argument("--hog-conns", type=int, default=50, help="hogs: loadgen connections")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="weft-netbench-")
-    loadgen, reactor, gobin = f"{tmp}/loadgen", f"{tmp}/reactor_echo", f"{tmp}/gonet"
-    subprocess.run(["cc", "-O2", "-o", loadgen, f"{HERE}/loadgen.c"], check=True)
+    reactor, gobin = f"{tmp}/reactor_echo", f"{tmp}/gonet"
+    loadgen = build_loadgen(tmp)
     subprocess.run(["cc", "-O2", "-pthread", "-o", reactor, f"{HERE}/reactor_echo.c"], check=True)
     subprocess.run(["go", "build", "-o", gobin, "."], cwd=f"{HERE}/go/net", check=True)
     import resource
@@ -238,6 +311,9 @@ def main():
                               ("go P=2", lambda p: [gobin, "-mode", "echo", "-listen", f"127.0.0.1:{p}", "-procs", "2"])]:
             print(f"| {name} | {med([idle_memory(argv_of, n) for _ in range(a.reps)]):.0f} |")
             sys.stdout.flush()
+
+    if a.only in ("", "hogs"):
+        run_hogs(loadgen, a.build, gobin, a.hog_workers, a.hog_conns, a.seconds, a.reps)
 
 
 if __name__ == "__main__":
