@@ -19,6 +19,7 @@ usage: net_bench.py --build BUILD [--reps 3] [--seconds 5] [--only echo|http|mem
                     [--hog-workers 2] [--hog-conns 50]
 """
 import argparse
+import atexit
 import os
 import re
 import shutil
@@ -253,6 +254,7 @@ def main():
     ap.add_argument("--hog-conns", type=int, default=50, help="hogs: loadgen connections")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="weft-netbench-")
+    atexit.register(shutil.rmtree, tmp, True)
     reactor, gobin = f"{tmp}/reactor_echo", f"{tmp}/gonet"
     loadgen = build_loadgen(tmp)
     subprocess.run(["cc", "-O2", "-pthread", "-o", reactor, f"{HERE}/reactor_echo.c"], check=True)
