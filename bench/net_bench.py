@@ -57,26 +57,39 @@ def rss_kib(pid):
     return 0
 
 
-def wait_port(port, timeout=5.0):
+def wait_port(port, timeout=5.0, proc=None):
     t0 = time.time()
     while time.time() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited before listening on port {port}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.02)
-    raise RuntimeError(f"server on port {port} did not come up")
+    raise RuntimeError(f"server on port {port} did not come up in {timeout:g} s")
 
 
 class Server:
     def __init__(self, argv, port):
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.err = tempfile.TemporaryFile()  # its stderr, for the error messages
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.err)
         self.port = port
         try:
-            wait_port(port)
-        except RuntimeError:
+            wait_port(port, proc=self.proc)
+        except RuntimeError as e:
             self.stop()
-            raise
+            raise RuntimeError(f"{e}{self.died() or ''}") from None
+
+    def died(self):
+        """None while the server runs, else how it ended and its last stderr."""
+        rc = self.proc.poll()
+        if rc is None:
+            return None
+        how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
+        self.err.seek(0)
+        tail = self.err.read()[-300:].decode(errors="replace").strip()
+        return f" ({how}{': ' + tail if tail else ''})"
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)  # by PID, never by name
@@ -117,6 +130,9 @@ def run_echo(loadgen, argv_of, conns, seconds, size=64):
         out = subprocess.run([loadgen, "--addr", f"127.0.0.1:{port}", "--conns", str(conns), "--seconds",
                               str(seconds), "--size", str(size)], check=True, capture_output=True, text=True,
                              timeout=seconds + 30).stdout
+        died = srv.died()
+        if died:
+            raise RuntimeError(f"server died during the run{died}")
         c1 = cpu_seconds(srv.proc.pid)
     finally:
         srv.stop()
@@ -139,41 +155,45 @@ def hogs_servers(build, gobin, workers):
 
 def run_hogs(loadgen, build, gobin, workers, conns, seconds, reps):
     """Echo while every worker runs a CPU hog, weft and Go alternated run by
-    run; prints a Markdown table of medians. A run in which the server did
-    not come up or completed no round trip counts as stalled and is left
-    out of the medians (the table says how many runs stalled)."""
+    run; prints a Markdown table of medians. A run in which the server
+    completed no round trip is stalled; one in which it did not come up or
+    died has failed. Both are left out of the medians, and counted."""
     print(f"\n### echo with CPU hogs: {workers} worker(s), one spinning fiber/goroutine per worker, "
           f"{conns} conns, 64-byte messages, {seconds} s, medians of {reps}")
-    print("| server | round trips/s | p50 us | p99 us | p99.9 us | errors | stalled runs |")
+    print("| server | round trips/s | p50 us | p99 us | p99.9 us | errors | stalled / failed runs |")
     print("|---|---|---|---|---|---|---|")
     sys.stdout.flush()
     srvs = hogs_servers(build, gobin, workers)
     results = {name: [] for name in srvs}
     stalled = {name: [] for name in srvs}
+    failed = {name: [] for name in srvs}
     for _ in range(reps):
         for name, argv_of in srvs.items():  # interleaved: same noise for both
             try:
                 r = run_echo(loadgen, argv_of, conns, seconds)
             except (RuntimeError, subprocess.SubprocessError) as e:
-                stalled[name].append(f"{type(e).__name__}: {e}")
+                failed[name].append(f"{type(e).__name__}: {e}")
                 continue
             if r["rps"] <= 0:
-                stalled[name].append(f"0 round trips in {seconds} s")
+                stalled[name].append(f"0 round trips in {seconds} s ({conns} connections open, none answered)")
             else:
                 results[name].append(r)
     for name in srvs:
-        rs = results[name]
+        rs, ns, nf = results[name], len(stalled[name]), len(failed[name])
         if rs:
             print(f"| {name} | {med([r['rps'] for r in rs]):.0f} | {med([r['p50'] for r in rs]):.0f} | "
                   f"{med([r['p99'] for r in rs]):.0f} | {med([r['p999'] for r in rs]):.0f} | "
-                  f"{sum(r['errors'] for r in rs)} | {len(stalled[name])}/{reps} |")
+                  f"{sum(r['errors'] for r in rs)} | {ns} / {nf} of {reps} |")
         else:
-            print(f"| {name} | STALLED | - | - | - | - | {reps}/{reps} |")
+            what = "STALLED" if not nf else "FAILED" if not ns else "STALLED / FAILED"
+            print(f"| {name} | {what} | - | - | - | - | {ns} / {nf} of {reps} |")
     for name in srvs:
         if stalled[name]:
             print(f"- {name}: stalled in {len(stalled[name])} of {reps} runs: {stalled[name][0]}")
+        if failed[name]:
+            print(f"- {name}: failed in {len(failed[name])} of {reps} runs: {failed[name][0]}")
     sys.stdout.flush()
-    return results, stalled
+    return results, stalled, failed
 
 
 NGINX_CONF = """worker_processes 1;
