@@ -47,6 +47,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the checkout
 import net_bench  # noqa: E402  (run_echo, build_loadgen: the echo measurement itself)
 
 DEFAULT_BASE = "6efba2f"  # the last commit before the monitor/budget work
