@@ -1,0 +1,917 @@
+// chan_fuzz.cpp: a libFuzzer target that runs a random program of channel
+// operations on one worker and checks every observable outcome against a
+// reference model of Go's channel semantics.
+//
+// Built two ways (tests/fuzz/meson.build): with -DWEFT_LIBFUZZER and
+// -fsanitize=fuzzer (clang) it is the fuzzer; without, its own main() replays
+// every file of the directories (or files) named on its command line, which is
+// how the seed corpus runs as a plain test (`fuzz-corpus`).
+//
+// ---- The program ------------------------------------------------------------
+// The input is a byte string: byte 0 picks the element type (bit 0: int, or
+// the move-only std::unique_ptr<int>); then each step is an opcode byte
+// (value % 10) and its operands (a missing byte reads as 0; at most 200 steps):
+//   0 make     cap (byte % 5)                 a new channel (at most 4)
+//   1 send     actor, chan                    actor sends a fresh value
+//   2 recv     actor, chan                    actor receives once
+//   3 select   actor, spec                    actor runs a select
+//   4 range    actor, chan                    actor runs for (v : ch) until closed
+//   5 sendn    actor, chan, n (1 + byte % 4)  actor sends n fresh values in a row
+//   6 try_send chan                           the driver (main fiber)
+//   7 try_recv chan                           the driver
+//   8 close    chan                           the driver
+//   9 select   spec                           the driver; always with otherwise()
+//                                             unless it has an after(0)
+// actor byte: slot = byte % 6; a new actor is started with weft::go when
+// (byte / 6) is odd, else with weft::spawn. A step for a busy actor (parked
+// in an operation) is skipped. chan byte: v = byte % 9; 8 (or no channel yet)
+// is the nil channel, else channel v % channels. select spec: a byte n
+// (cases = 1 + n % 4, after = n / 4 % 3: none / after(0) / after(1 h),
+// otherwise() when n / 12 is odd), then per case a byte c: a send case when
+// c is odd, on chan byte c / 2. Every value sent is a fresh unique id (1, 2,
+// ...), so a value lost, duplicated or misrouted shows.
+//
+// ---- How it runs ------------------------------------------------------------
+// weft::run(..., {.workers = 1}): one worker, so the schedule is deterministic
+// enough to predict. The driver executes the non-blocking operations itself;
+// blocking ones go to actor fibers, which spin in this_fiber::yield() while
+// idle and take one command at a time. Each actor appends what it observes
+// (send ok, value received, case chosen, ...) to its own report queue. After
+// each step the driver settles: it yields until a progress counter (bumped on
+// every command taken and every report) stays still for three rounds in a
+// row; a fiber woken during the step sits in the one run queue, ahead of or
+// behind the driver, and makes progress in the same or the next round. Then
+// the model replays the step, consuming the reports: a report it did not
+// predict, or a prediction with no report, is a mismatch.
+//
+// ---- The model (Go's semantics, as weft promises them in API.md) ------------
+// A channel: capacity, closed flag, FIFO buffer, FIFO queues of parked
+// receivers and senders. A parked select has one entry per non-nil case in
+// the queue of that case's channel and direction.
+//   send: closed -> ChanClosed. Else the first parked receiver gets the value
+//     directly. Else it is buffered if there is room. Else the sender parks.
+//   recv: a buffered value first (the buffer's head; if a sender is parked,
+//     its value moves to the buffer's tail and it completes). Else
+//     (unbuffered) the first parked sender's value. Else closed -> nullopt.
+//     Else the receiver parks.
+//   close: nil or closed -> ChanClosed. Else every parked receiver gets
+//     nullopt and every parked sender throws ChanClosed.
+//   try_send / try_recv: as send / recv, but "would park" is false / nullopt;
+//     on nil: false / nullopt. A value try_send refused is left intact.
+//   select: a recv case is ready if a value is buffered, a sender is parked
+//     or the channel is closed; a send case if the channel is closed, a
+//     receiver is parked or the buffer has room; after(0) is always ready,
+//     after(1 h) and nil cases never. If some case is ready, the one the
+//     implementation chose must be among them, and the model then follows
+//     that one (a send case on a closed channel throws ChanClosed: the model
+//     accepts it if any ready send case is on a closed channel). otherwise()
+//     only when nothing is ready. Else the select parks in every queue. Its
+//     handler runs once, for the chosen case only; a send case not chosen
+//     leaves its value intact (checked with the move-only type).
+//   Waking a parked select: whoever matches its first entry in a queue wins
+//   the select, and the select's other entries are void at once. When the
+//   select has several entries in that channel's queues (the same channel in
+//   several cases), any of them may win, as in Go: the woken select's report
+//   says which, and the model follows it (on close, that includes its send
+//   cases on the channel: they throw).
+//   Blocking operations in actors complete in the model only when a peer
+//   completes them, in FIFO order of the queues.
+// Free-running actors (range, sendn) continue after a wake without waiting
+// for the driver: the model runs the actor that is running until it parks,
+// then the woken ones in the order woken. That order is a scheduling choice
+// Go leaves open, so the program keeps it irrelevant: at most one range and
+// one sendn run per channel at once (a later one is skipped), so each step
+// has at most one woken actor that will act again.
+// After each step: every report consumed, and size() equals the model's
+// buffer. At the end the driver drains every channel with try_recv (checked
+// as above) and the set of values sent equals the set received. Actors still
+// parked then are unwound by run() at shutdown (never caught here).
+//
+// On a mismatch: the step trace, the step, expected and got go to stderr,
+// then abort() (libFuzzer saves the input).
+#include <weft/weft.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using Val = std::uint32_t;  // a value's unique id; 0: no value (or moved-from)
+constexpr int kMaxChans = 4, kActors = 6, kMaxCases = 4, kMaxSteps = 200;
+
+// ---- values ---------------------------------------------------------------------
+
+template <class T>
+T make_val(Val v) {
+  if constexpr (std::is_same_v<T, int>) return static_cast<int>(v);
+  else return std::make_unique<int>(static_cast<int>(v));
+}
+Val val_of(int v) { return static_cast<Val>(v); }
+Val val_of(const std::unique_ptr<int>& p) { return p ? static_cast<Val>(*p) : 0; }
+
+// ---- observations ---------------------------------------------------------------
+
+enum class Ev : std::uint8_t {
+  SendOk, SendClosed, RecvVal, RecvClosed, SelCase, SelThrow, SelAfter, SelDefault, RangeVal, RangeEnd
+};
+
+struct Obs {
+  Ev ev;
+  int idx = -1;  // SelCase: the case index
+  Val val = 0;   // RecvVal, RangeVal, SelCase of a recv case: the value (0: closed)
+  bool operator==(const Obs&) const = default;
+};
+
+std::string str(const Obs& o) {
+  static const char* const names[] = {"send ok", "send threw ChanClosed", "recv", "recv nullopt",
+                                      "select case", "select threw ChanClosed", "select after",
+                                      "select otherwise", "range value", "range end"};
+  std::string s = names[static_cast<int>(o.ev)];
+  if (o.ev == Ev::SelCase) s += " " + std::to_string(o.idx);
+  if (o.ev == Ev::RecvVal || o.ev == Ev::RangeVal || o.ev == Ev::SelCase)
+    s += o.val ? " value " + std::to_string(o.val) : std::string(" no value");
+  return s;
+}
+
+// ---- commands -------------------------------------------------------------------
+
+enum class Op : std::uint8_t { Send, Recv, Select, Range, SendN };
+
+struct CaseSpec {
+  bool send = false;
+  int ch = -1;  // -1: nil
+  Val val = 0;  // send: the value offered
+};
+
+struct SelSpec {
+  int n = 0;
+  CaseSpec c[kMaxCases];
+  int after = 0;  // 0 none, 1 after(0), 2 after(1 h)
+  bool dflt = false;
+};
+
+template <class T>
+struct Cmd {
+  Op op = Op::Send;
+  weft::Chan<T> ch[kMaxCases];  // copies: the channels outlive a parked actor's frame
+  SelSpec sel;
+  std::vector<Val> vals;  // Send, SendN
+};
+
+// ---- select with a runtime list of cases -----------------------------------------
+
+template <class T>
+struct SelRun {
+  const SelSpec* spec;
+  weft::Chan<T> ch[kMaxCases];
+  T vals[kMaxCases];
+  int fires = 0, fired = -1;  // handler calls; the case whose handler ran
+  Val got = 0;
+};
+constexpr int kFiredAfter = 100, kFiredDefault = 101;
+
+template <class T>
+struct RecvH {
+  SelRun<T>* r;
+  int i;
+  void operator()(std::optional<T> v) const {
+    r->fires++;
+    r->fired = i;
+    r->got = v ? val_of(*v) : 0;
+  }
+};
+template <class T>
+struct FireH {
+  SelRun<T>* r;
+  int i;
+  void operator()() const {
+    r->fires++;
+    r->fired = i;
+  }
+};
+
+template <class T, class... Cs>
+std::size_t sel_finish(SelRun<T>& r, Cs&&... cs) {
+  using namespace std::chrono_literals;
+  FireH<T> a{&r, kFiredAfter}, d{&r, kFiredDefault};
+  switch (r.spec->after * 2 + (r.spec->dflt ? 1 : 0)) {
+    case 0: return weft::select(std::forward<Cs>(cs)...);
+    case 1: return weft::select(std::forward<Cs>(cs)..., weft::otherwise(d));
+    case 2: return weft::select(std::forward<Cs>(cs)..., weft::after(0ns, a));
+    case 3: return weft::select(std::forward<Cs>(cs)..., weft::after(0ns, a), weft::otherwise(d));
+    case 4: return weft::select(std::forward<Cs>(cs)..., weft::after(1h, a));
+    default: return weft::select(std::forward<Cs>(cs)..., weft::after(1h, a), weft::otherwise(d));
+  }
+}
+
+// Appends case I (recv or send, as the spec says) to the cases built so far,
+// until spec->n cases: 2 + 4 + 8 + 16 instantiations of sel_finish.
+template <class T, int I, class... Cs>
+std::size_t sel_build(SelRun<T>& r, Cs&&... cs) {
+  if constexpr (I == kMaxCases) {
+    return sel_finish(r, std::forward<Cs>(cs)...);
+  } else {
+    if constexpr (I > 0)
+      if (I >= r.spec->n) return sel_finish(r, std::forward<Cs>(cs)...);
+    if (r.spec->c[I].send)  // an rvalue T: the case refers to vals[I] and moves only if chosen
+      return sel_build<T, I + 1>(r, std::forward<Cs>(cs)..., weft::send(r.ch[I], std::move(r.vals[I]), FireH<T>{&r, I}));
+    return sel_build<T, I + 1>(r, std::forward<Cs>(cs)..., weft::recv(r.ch[I], RecvH<T>{&r, I}));
+  }
+}
+
+[[noreturn]] void die(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  std::fflush(stderr);
+  std::abort();
+}
+
+// Runs the select and reports what happened. Checks what only this side can
+// see: one handler call, for the case returned; a chosen send case's value
+// moved out, the others' left intact (move-only T).
+template <class T>
+Obs run_select(const SelSpec& s, const weft::Chan<T>* ch) {
+  SelRun<T> r{&s, {}, {}, 0, -1, 0};
+  for (int i = 0; i < s.n; i++) {
+    r.ch[i] = ch[i];
+    if (s.c[i].send) r.vals[i] = make_val<T>(s.c[i].val);
+  }
+  std::size_t idx;
+  try {
+    idx = sel_build<T, 0>(r);
+  } catch (const weft::ChanClosed&) {
+    if (r.fires != 0) die("chan_fuzz: select threw ChanClosed after running a handler (case %d)\n", r.fired);
+    return {Ev::SelThrow};
+  }
+  int n = s.n;
+  int want = idx < static_cast<std::size_t>(n) ? static_cast<int>(idx)
+             : s.after && idx == static_cast<std::size_t>(n) ? kFiredAfter
+                                                             : kFiredDefault;
+  if (r.fires != 1 || r.fired != want)
+    die("chan_fuzz: select returned %zu but %d handler(s) ran (last: %d)\n", idx, r.fires, r.fired);
+  for (int i = 0; i < n; i++) {
+    if (!s.c[i].send) continue;
+    Val left = val_of(r.vals[i]);
+    bool moved = i == want && std::is_same_v<T, std::unique_ptr<int>>;
+    if (left != (moved ? 0 : s.c[i].val))
+      die("chan_fuzz: select returned %zu; send case %d's value is %u afterwards, expected %u\n", idx, i, left,
+          moved ? 0u : s.c[i].val);
+  }
+  if (want == kFiredAfter) return {Ev::SelAfter};
+  if (want == kFiredDefault) return {Ev::SelDefault};
+  return {Ev::SelCase, want, s.c[want].send ? 0 : r.got};
+}
+
+// ---- actors ---------------------------------------------------------------------
+
+template <class T>
+struct Box {
+  bool has_cmd = false;
+  Cmd<T> cmd;
+  std::deque<Obs> obs;  // reports not yet consumed by the model
+  bool exited = false;
+};
+
+// Shared by the driver and the actors; each actor holds a reference, so a
+// parked actor unwound after the driver returned still finds it.
+template <class T>
+struct World {
+  Box<T> box[kActors];
+  std::uint64_t progress = 0;
+  bool stop = false;
+};
+
+template <class T>
+void run_cmd(World<T>& w, Box<T>& b, Cmd<T>& c) {
+  auto rec = [&](Obs o) {
+    b.obs.push_back(o);
+    w.progress++;
+  };
+  switch (c.op) {
+    case Op::Send:
+    case Op::SendN:
+      for (Val v : c.vals) {
+        try {
+          c.ch[0].send(make_val<T>(v));
+        } catch (const weft::ChanClosed&) {
+          rec({Ev::SendClosed});
+          break;
+        }
+        rec({Ev::SendOk});
+      }
+      break;
+    case Op::Recv: {
+      std::optional<T> v = c.ch[0].recv();
+      rec(v ? Obs{Ev::RecvVal, -1, val_of(*v)} : Obs{Ev::RecvClosed});
+      break;
+    }
+    case Op::Range:
+      for (T v : c.ch[0]) rec({Ev::RangeVal, -1, val_of(v)});
+      rec({Ev::RangeEnd});
+      break;
+    case Op::Select:
+      rec(run_select<T>(c.sel, c.ch));
+      break;
+  }
+}
+
+// An actor: idle, it spins in yield() until the driver hands it a command
+// or tells it to stop. FiberUnwind (shutdown) passes through untouched.
+template <class T>
+void actor_main(std::shared_ptr<World<T>> w, int a) {
+  Box<T>& b = w->box[a];
+  for (;;) {
+    while (!b.has_cmd) {
+      if (w->stop) {
+        b.exited = true;
+        w->progress++;
+        return;
+      }
+      weft::this_fiber::yield();
+    }
+    Cmd<T> cmd = std::move(b.cmd);
+    b.has_cmd = false;
+    w->progress++;
+    run_cmd(*w, b, cmd);
+  }
+}
+
+// ---- the reference model ----------------------------------------------------------
+
+enum class Ready : std::uint8_t { No, Done, Closed };
+
+struct Entry {
+  int actor;
+  int cidx;  // select case index; -1: a plain operation
+  Val val;   // a sender's value
+};
+
+struct MChan {
+  std::size_t cap = 0;
+  bool closed = false;
+  std::deque<Val> buf;
+  std::deque<Entry> recvq, sendq;
+  int ranger = -1, sendner = -1;  // the range / sendn actor running on it
+};
+
+enum class St : std::uint8_t { Absent, Idle, Busy };
+
+struct MActor {
+  St st = St::Absent;
+  Op op = Op::Send;
+  int ch = -1;
+  std::deque<Val> todo;  // Send, SendN: values still to send, current first
+  SelSpec sel;
+};
+
+struct Reader {
+  const std::uint8_t* p;
+  std::size_t n, i = 0;
+  bool empty() const { return i >= n; }
+  std::uint8_t u8() { return i < n ? p[i++] : 0; }
+};
+
+template <class T>
+class Interp {
+ public:
+  explicit Interp(Reader in) : in_(in), w_(std::make_shared<World<T>>()) {}
+
+  void run() {
+    for (step_ = 0; step_ < kMaxSteps && !in_.empty(); step_++) do_step();
+    // Drain what is left (parked senders refill buffers; sendn actors go on).
+    for (int c = 0; c < static_cast<int>(ch_.size()); c++) {
+      for (int guard = 0; !m_[c].buf.empty() || !m_[c].sendq.empty(); guard++, step_++) {
+        if (guard > 1000) fail("drain of channel %d does not end", c);
+        try_recv(c);
+      }
+    }
+    if (sent_ != received_) fail("values sent (%zu) and received (%zu) differ", sent_.size(), received_.size());
+    w_->stop = true;
+    settle();
+    for (int a = 0; a < kActors; a++) {
+      if (act_[a].st == St::Idle && !w_->box[a].exited) fail("idle actor %d did not stop", a);
+      if (act_[a].st == St::Busy && w_->box[a].exited) fail("parked actor %d exited", a);
+      if (handle_[a].joinable() && act_[a].st == St::Idle) handle_[a].join();
+    }
+    // Returning unwinds the actors still parked (their handles detach).
+  }
+
+ private:
+  // ---- failures and trace ----
+  [[noreturn]] void fail(const char* fmt, ...) {
+    std::fprintf(stderr, "chan_fuzz: MISMATCH (value type %s)\n", std::is_same_v<T, int> ? "int" : "unique_ptr<int>");
+    for (std::size_t i = 0; i < trace_.size(); i++) std::fprintf(stderr, "  step %zu: %s\n", i, trace_[i].c_str());
+    std::fprintf(stderr, "chan_fuzz: at step %d (%s): ", step_, trace_.empty() ? "-" : trace_.back().c_str());
+    va_list ap;
+    va_start(ap, fmt);
+    std::vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+    std::abort();
+  }
+  void note(const char* fmt, ...) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    trace_.emplace_back(buf);
+    if (std::getenv("CHAN_FUZZ_TRACE")) std::fprintf(stderr, "step %zu: %s\n", trace_.size() - 1, buf);
+  }
+  std::string sel_str(const SelSpec& s) const {
+    std::string r = "select(";
+    for (int i = 0; i < s.n; i++) {
+      if (i) r += ", ";
+      r += s.c[i].send ? "send(" : "recv(";
+      r += s.c[i].ch < 0 ? "nil" : "c" + std::to_string(s.c[i].ch);
+      if (s.c[i].send) r += ", " + std::to_string(s.c[i].val);
+      r += ")";
+    }
+    if (s.after) r += s.after == 1 ? ", after(0)" : ", after(1h)";
+    if (s.dflt) r += ", otherwise";
+    return r + ")";
+  }
+
+  // ---- decoding ----
+  int chan_ref() {
+    std::uint8_t b = in_.u8();
+    if (ch_.empty() || b % 9 == 8) return -1;
+    return b % 9 % static_cast<int>(ch_.size());
+  }
+  SelSpec sel_spec(bool driver) {
+    SelSpec s;
+    std::uint8_t n = in_.u8();
+    s.n = 1 + n % kMaxCases;
+    s.after = n / 4 % 3;
+    s.dflt = n / 12 % 2 == 1 || (driver && s.after != 1);  // the driver never parks
+    for (int i = 0; i < s.n; i++) {
+      std::uint8_t c = in_.u8();
+      s.c[i].send = c % 2 == 1;
+      s.c[i].ch = c / 2 % 9 == 8 || ch_.empty() ? -1 : c / 2 % 9 % static_cast<int>(ch_.size());
+      if (s.c[i].send) s.c[i].val = next_val_++;
+    }
+    return s;
+  }
+  weft::Chan<T> chan(int c) const { return c < 0 ? weft::Chan<T>() : ch_[c]; }
+
+  void do_step() {
+    std::uint8_t op = in_.u8() % 10;
+    if (op == 0) {
+      std::size_t cap = in_.u8() % 5;
+      if (ch_.size() >= kMaxChans) return note("make (skipped: %d channels)", kMaxChans);
+      ch_.emplace_back(cap);
+      m_.emplace_back().cap = cap;
+      return note("make c%zu cap %zu", ch_.size() - 1, cap);
+    }
+    if (op >= 6) {
+      int c = op == 9 ? 0 : chan_ref();
+      switch (op) {
+        case 6: return try_send(c);
+        case 7: return try_recv(c);
+        case 8: return close(c);
+        default: return driver_select(sel_spec(true));
+      }
+    }
+    std::uint8_t ab = in_.u8();
+    int a = ab % kActors;
+    bool use_go = ab / kActors % 2 == 1;
+    Cmd<T> cmd;
+    MActor m;
+    m.st = St::Busy;
+    cmd.op = m.op = static_cast<Op>(op - 1);
+    if (m.op == Op::Select) {
+      m.sel = cmd.sel = sel_spec(false);
+      for (int i = 0; i < m.sel.n; i++) cmd.ch[i] = chan(m.sel.c[i].ch);
+    } else {
+      m.ch = chan_ref();
+      cmd.ch[0] = chan(m.ch);
+      int k = m.op == Op::Send ? 1 : m.op == Op::SendN ? 1 + in_.u8() % 4 : 0;
+      for (int i = 0; i < k; i++) m.todo.push_back(next_val_++);
+      cmd.vals.assign(m.todo.begin(), m.todo.end());
+    }
+    static const char* const names[] = {"send", "recv", "select", "range", "sendn"};
+    std::string what = m.op == Op::Select ? sel_str(m.sel) : std::string(names[op - 1]) + " " +
+                       (m.ch < 0 ? std::string("nil") : "c" + std::to_string(m.ch));
+    for (Val v : m.todo) what += " " + std::to_string(v);
+    if (act_[a].st == St::Busy) return note("actor %d: %s (skipped: busy)", a, what.c_str());
+    if (m.ch >= 0 && m.op == Op::Range && m_[m.ch].ranger >= 0)
+      return note("actor %d: %s (skipped: a range runs)", a, what.c_str());
+    if (m.ch >= 0 && m.op == Op::SendN && m_[m.ch].sendner >= 0)
+      return note("actor %d: %s (skipped: a sendn runs)", a, what.c_str());
+    note("actor %d%s: %s", a, act_[a].st == St::Absent ? use_go ? " (go)" : " (spawn)" : "", what.c_str());
+    if (act_[a].st == St::Absent) {
+      if (use_go) handle_[a] = weft::go(&actor_main<T>, w_, a);
+      else weft::spawn(&actor_main<T>, w_, a);
+    }
+    if (m.ch >= 0 && m.op == Op::Range) m_[m.ch].ranger = a;
+    if (m.ch >= 0 && m.op == Op::SendN) m_[m.ch].sendner = a;
+    act_[a] = m;
+    w_->box[a].cmd = std::move(cmd);
+    w_->box[a].has_cmd = true;
+    settle();
+    advance(a);
+    end_step();
+  }
+
+  // ---- driver operations: act, settle, then replay in the model ----
+  void try_send(int c) {
+    Val v = next_val_++;
+    note("try_send %s %u", c < 0 ? "nil" : ("c" + std::to_string(c)).c_str(), v);
+    T x = make_val<T>(v);
+    bool ok = false, threw = false;
+    try {
+      ok = chan(c).try_send(x);
+    } catch (const weft::ChanClosed&) {
+      threw = true;
+    }
+    bool moved = ok && std::is_same_v<T, std::unique_ptr<int>>;
+    if (val_of(x) != (moved ? 0 : v)) fail("try_send's value is %u afterwards, expected %u", val_of(x), moved ? 0 : v);
+    settle();
+    Ready r = m_send(c, v);
+    const char* got = ok ? "true" : threw ? "ChanClosed" : "false";
+    if (r == Ready::Done && !ok) fail("try_send: expected true, got %s", got);
+    if (r == Ready::Closed && !threw) fail("try_send: expected ChanClosed, got %s", got);
+    if (r == Ready::No && (ok || threw)) fail("try_send: expected false, got %s", got);
+    end_step();
+  }
+  void try_recv(int c) {
+    note("try_recv %s", c < 0 ? "nil" : ("c" + std::to_string(c)).c_str());
+    std::optional<T> v = chan(c).try_recv();
+    Val gotv = v ? val_of(*v) : 0;
+    if (v && !gotv) fail("try_recv returned a moved-from value");
+    settle();
+    Val want = 0;
+    Ready r = m_recv(c, &want);
+    if (r != Ready::Done) want = 0;
+    if (gotv != want) fail("try_recv: expected %u, got %u (0: nullopt)", want, gotv);
+    end_step();
+  }
+  void close(int c) {
+    note("close %s", c < 0 ? "nil" : ("c" + std::to_string(c)).c_str());
+    bool threw = false;
+    try {
+      chan(c).close();
+    } catch (const weft::ChanClosed&) {
+      threw = true;
+    }
+    settle();
+    bool want = c < 0 || m_[c].closed;
+    if (threw != want) fail("close: expected %s, got %s", want ? "ChanClosed" : "no throw", threw ? "ChanClosed" : "no throw");
+    if (!want) m_close(c);
+    end_step();
+  }
+  void driver_select(const SelSpec& s) {
+    note("driver %s", sel_str(s).c_str());
+    weft::Chan<T> chs[kMaxCases];
+    for (int i = 0; i < s.n; i++) chs[i] = chan(s.c[i].ch);
+    Obs o = run_select<T>(s, chs);
+    settle();
+    m_select(-1, s, &o);
+    end_step();
+  }
+
+  // Lets every woken fiber run until all are parked or idle (see the top).
+  void settle() {
+    int quiet = 0;
+    for (long rounds = 0; quiet < 3; rounds++) {
+      if (rounds > 100000) fail("fibers never settle (livelock?)");
+      std::uint64_t p = w_->progress;
+      weft::this_fiber::yield();
+      quiet = w_->progress == p ? quiet + 1 : 0;
+    }
+  }
+
+  void end_step() {
+    while (!pending_.empty()) {
+      int a = pending_.front();
+      pending_.pop_front();
+      advance(a);
+    }
+    for (int a = 0; a < kActors; a++)
+      if (!w_->box[a].obs.empty())
+        fail("actor %d reported '%s', which the model did not predict (it should be %s)", a,
+             str(w_->box[a].obs.front()).c_str(), act_[a].st == St::Busy ? "parked" : "idle");
+    for (std::size_t c = 0; c < ch_.size(); c++) {
+      if (ch_[c].size() != m_[c].buf.size())
+        fail("c%zu.size() is %zu, expected %zu", c, ch_[c].size(), m_[c].buf.size());
+      if (ch_[c].capacity() != m_[c].cap) fail("c%zu.capacity() is %zu, expected %zu", c, ch_[c].capacity(), m_[c].cap);
+    }
+  }
+
+  // ---- the model proper ----
+  Obs take_obs(int a, const std::string& want) {
+    auto& q = w_->box[a].obs;
+    if (q.empty()) fail("actor %d should have reported '%s' but has not (still parked?)", a, want.c_str());
+    Obs o = q.front();
+    q.pop_front();
+    return o;
+  }
+  void expect_obs(int a, Obs want) {
+    Obs o = take_obs(a, str(want));
+    if (!(o == want)) fail("actor %d: expected '%s', got '%s'", a, str(want).c_str(), str(o).c_str());
+  }
+  void finish(int a) {
+    MActor& m = act_[a];
+    m.st = St::Idle;
+    if (m.ch >= 0 && m_[m.ch].ranger == a) m_[m.ch].ranger = -1;
+    if (m.ch >= 0 && m_[m.ch].sendner == a) m_[m.ch].sendner = -1;
+  }
+  void park(int a) {
+    MActor& m = act_[a];
+    switch (m.op) {
+      case Op::Send:
+      case Op::SendN:
+        if (m.ch >= 0) m_[m.ch].sendq.push_back({a, -1, m.todo.front()});
+        break;
+      case Op::Recv:
+      case Op::Range:
+        if (m.ch >= 0) m_[m.ch].recvq.push_back({a, -1, 0});
+        break;
+      case Op::Select:
+        for (int i = 0; i < m.sel.n; i++) {
+          const CaseSpec& cs = m.sel.c[i];
+          if (cs.ch >= 0) (cs.send ? m_[cs.ch].sendq : m_[cs.ch].recvq).push_back({a, i, cs.val});
+        }
+        break;
+    }
+  }
+
+  // Unlinks the first waiter of c's recvq (or sendq) and every other waiter
+  // of its actor everywhere (a select's other cases are void once one wins).
+  // Returns the actor, or -1; *es gets its entries from that queue (from both
+  // of c's queues when `both`: close).
+  int dequeue(int c, bool sendq, bool both, std::vector<Entry>* es) {
+    std::deque<Entry>& q = sendq ? m_[c].sendq : m_[c].recvq;
+    if (q.empty()) return -1;
+    int a = q.front().actor;
+    for (std::deque<Entry>* qq : {&m_[c].recvq, &m_[c].sendq})
+      if (qq == &q || both)
+        for (const Entry& e : *qq)
+          if (e.actor == a) es->push_back(e);
+    for (MChan& mc : m_)
+      for (std::deque<Entry>* qq : {&mc.recvq, &mc.sendq})
+        qq->erase(std::remove_if(qq->begin(), qq->end(), [a](const Entry& e) { return e.actor == a; }), qq->end());
+    return a;
+  }
+
+  enum class How { Hand, Take, Close };  // a gets value v / a's value is taken / c closed
+
+  // Completes parked actor a, matched through entries es. Consumes its
+  // report, which must be one of the outcomes those entries allow, and
+  // returns the value moved out of it (Take).
+  Val wake(int a, const std::vector<Entry>& es, How how, Val v) {
+    MActor& m = act_[a];
+    struct Alt {
+      Obs o;
+      Val moved;
+    };
+    std::vector<Alt> alts;
+    switch (m.op) {
+      case Op::Recv:
+        alts.push_back({how == How::Close ? Obs{Ev::RecvClosed} : Obs{Ev::RecvVal, -1, v}, 0});
+        break;
+      case Op::Range:
+        alts.push_back({how == How::Close ? Obs{Ev::RangeEnd} : Obs{Ev::RangeVal, -1, v}, 0});
+        break;
+      case Op::Send:
+      case Op::SendN:
+        alts.push_back({how == How::Close ? Obs{Ev::SendClosed} : Obs{Ev::SendOk}, m.todo.front()});
+        break;
+      case Op::Select:
+        for (const Entry& e : es) {
+          if (m.sel.c[e.cidx].send) alts.push_back({how == How::Close ? Obs{Ev::SelThrow} : Obs{Ev::SelCase, e.cidx, 0}, e.val});
+          else alts.push_back({Obs{Ev::SelCase, e.cidx, how == How::Close ? 0 : v}, 0});
+        }
+        break;
+    }
+    Obs o = take_obs(a, str(alts[0].o));
+    const Alt* hit = nullptr;
+    for (const Alt& x : alts)
+      if (x.o == o) hit = &x;
+    if (!hit) {
+      std::string all;
+      for (const Alt& x : alts) all += (all.empty() ? "'" : " or '") + str(x.o) + "'";
+      fail("actor %d woken: expected %s, got '%s'", a, all.c_str(), str(o).c_str());
+    }
+    Val moved = hit->moved;
+    bool more = false;
+    if (how != How::Close) {
+      if (m.op == Op::Range) more = true;
+      if (m.op == Op::SendN) {
+        m.todo.pop_front();
+        more = !m.todo.empty();
+      }
+    }
+    if (more) pending_.push_back(a);  // it acts again, after the running fiber parks
+    else finish(a);
+    return moved;
+  }
+
+  Ready m_send(int c, Val v) {
+    if (c < 0) return Ready::No;
+    MChan& mc = m_[c];
+    if (mc.closed) return Ready::Closed;
+    std::vector<Entry> es;
+    if (int a = dequeue(c, false, false, &es); a >= 0) {
+      wake(a, es, How::Hand, v);
+      if (!received_.insert(v).second) fail("value %u received twice", v);
+    } else if (mc.buf.size() < mc.cap) {
+      mc.buf.push_back(v);
+    } else {
+      return Ready::No;
+    }
+    if (!sent_.insert(v).second) fail("value %u sent twice", v);
+    return Ready::Done;
+  }
+
+  Ready m_recv(int c, Val* got) {
+    if (c < 0) return Ready::No;
+    MChan& mc = m_[c];
+    std::vector<Entry> es;
+    if (!mc.buf.empty()) {
+      *got = mc.buf.front();
+      mc.buf.pop_front();
+      if (int a = dequeue(c, true, false, &es); a >= 0) {  // the buffer was full
+        Val v = wake(a, es, How::Take, 0);
+        mc.buf.push_back(v);
+        if (!sent_.insert(v).second) fail("value %u sent twice", v);
+      }
+    } else if (int a = dequeue(c, true, false, &es); a >= 0) {
+      *got = wake(a, es, How::Take, 0);
+      if (!sent_.insert(*got).second) fail("value %u sent twice", *got);
+    } else {
+      return mc.closed ? Ready::Closed : Ready::No;
+    }
+    if (!received_.insert(*got).second) fail("value %u received twice", *got);
+    return Ready::Done;
+  }
+
+  void m_close(int c) {
+    m_[c].closed = true;
+    for (bool sq : {false, true}) {
+      std::vector<Entry> es;
+      for (int a; (a = dequeue(c, sq, true, &es)) >= 0; es.clear()) wake(a, es, How::Close, 0);
+    }
+  }
+
+  bool case_ready(const CaseSpec& cs) const {
+    if (cs.ch < 0) return false;
+    const MChan& mc = m_[cs.ch];
+    if (cs.send) return mc.closed || !mc.recvq.empty() || mc.buf.size() < mc.cap;
+    return mc.closed || !mc.buf.empty() || !mc.sendq.empty();
+  }
+
+  // A select by actor a (its report is the observation) or by the driver
+  // (a == -1, observation *seen).
+  void m_select(int a, const SelSpec& s, const Obs* seen) {
+    bool any = s.after == 1;
+    for (int i = 0; i < s.n; i++) any = any || case_ready(s.c[i]);
+    if (!any && !s.dflt) {
+      if (a < 0) fail("driver select would park");
+      return park(a);
+    }
+    Obs o = a >= 0 ? take_obs(a, any ? "select to complete at once" : "select otherwise") : *seen;
+    auto bad = [&](const char* why) { fail("select: got '%s', but %s", str(o).c_str(), why); };
+    switch (o.ev) {
+      case Ev::SelDefault:
+        if (any) bad("a case was ready");
+        break;
+      case Ev::SelAfter:
+        if (s.after != 1) bad("its after() cannot have fired");
+        break;
+      case Ev::SelThrow: {
+        bool ok = false;
+        for (int i = 0; i < s.n; i++) ok = ok || (s.c[i].send && s.c[i].ch >= 0 && m_[s.c[i].ch].closed);
+        if (!ok) bad("no send case is on a closed channel");
+        break;
+      }
+      case Ev::SelCase: {
+        if (o.idx < 0 || o.idx >= s.n || !case_ready(s.c[o.idx])) bad("that case was not ready");
+        const CaseSpec& cs = s.c[o.idx];
+        if (cs.send) {
+          if (m_send(cs.ch, cs.val) != Ready::Done) bad("the channel is closed (expected ChanClosed)");
+        } else {
+          Val got = 0;
+          Ready r = m_recv(cs.ch, &got);
+          if (r != Ready::Done) got = 0;
+          if (o.val != got) fail("select: case %d received %u, expected %u (0: nullopt)", o.idx, o.val, got);
+        }
+        break;
+      }
+      default:
+        bad("that is not a select outcome");
+    }
+    if (a >= 0) finish(a);
+  }
+
+  // Runs actor a's operation in the model until it parks or finishes (its
+  // first step, or its continuation after a wake).
+  void advance(int a) {
+    MActor& m = act_[a];
+    for (;;) {
+      switch (m.op) {
+        case Op::Send:
+        case Op::SendN: {
+          Ready r = m_send(m.ch, m.todo.front());
+          if (r == Ready::No) return park(a);
+          expect_obs(a, {r == Ready::Done ? Ev::SendOk : Ev::SendClosed});
+          if (r == Ready::Done) m.todo.pop_front();
+          if (r == Ready::Closed || m.todo.empty()) return finish(a);
+          break;
+        }
+        case Op::Recv:
+        case Op::Range: {
+          Val got = 0;
+          Ready r = m_recv(m.ch, &got);
+          if (r == Ready::No) return park(a);
+          bool range = m.op == Op::Range;
+          if (r == Ready::Done) expect_obs(a, {range ? Ev::RangeVal : Ev::RecvVal, -1, got});
+          else expect_obs(a, {range ? Ev::RangeEnd : Ev::RecvClosed});
+          if (!range || r == Ready::Closed) return finish(a);
+          break;
+        }
+        case Op::Select:
+          return m_select(a, m.sel, nullptr);
+      }
+    }
+  }
+
+  Reader in_;
+  std::shared_ptr<World<T>> w_;
+  std::vector<weft::Chan<T>> ch_;
+  std::vector<MChan> m_;
+  MActor act_[kActors];
+  weft::JoinHandle<void> handle_[kActors];
+  std::deque<int> pending_;  // woken free-running actors that will act again
+  std::set<Val> sent_, received_;
+  std::vector<std::string> trace_;
+  Val next_val_ = 1;
+  int step_ = 0;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  Reader in{data + 1, size - 1};
+  bool move_only = data[0] % 2 == 1;
+  weft::run(
+      [&] {
+        if (move_only) Interp<std::unique_ptr<int>>(in).run();
+        else Interp<int>(in).run();
+      },
+      {.workers = 1});
+  return 0;
+}
+
+#ifndef WEFT_LIBFUZZER
+// Replays inputs without libFuzzer: every file of each directory argument
+// (in name order), or the file itself.
+int main(int argc, char** argv) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> files;
+  for (int i = 1; i < argc; i++) {
+    if (fs::is_directory(argv[i])) {
+      for (const auto& e : fs::directory_iterator(argv[i]))
+        if (e.is_regular_file()) files.push_back(e.path());
+    } else {
+      files.emplace_back(argv[i]);
+    }
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) {
+    std::fprintf(stderr, "usage: %s corpus-dir-or-file...\n", argv[0]);
+    return 2;
+  }
+  for (const fs::path& p : files) {
+    std::ifstream f(p, std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (!f.good() && !f.eof()) {
+      std::fprintf(stderr, "chan_fuzz: cannot read %s\n", p.c_str());
+      return 2;
+    }
+    if (std::getenv("CHAN_FUZZ_TRACE")) std::fprintf(stderr, "== %s\n", p.c_str());
+    LLVMFuzzerTestOneInput(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+  }
+  std::printf("chan_fuzz: replayed %zu inputs\n", files.size());
+  return 0;
+}
+#endif
