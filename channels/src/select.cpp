@@ -91,7 +91,10 @@ struct Locks {
 SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch,
                          const Clock::time_point* deadline, bool has_default) {
   // Only nil channels: nothing can ever be ready but the timer or otherwise.
+  // An after() already due is ready, so it goes before otherwise() (as it
+  // does below, where it joins the poll order).
   if (n == 0) {
+    if (deadline && Clock::now() >= *deadline) return {SelectResult::Timeout, false, 0};
     if (has_default) return {SelectResult::Default, false, 0};
     if (!deadline) park_forever(WaitKind::Select);
     for (;;) {
