@@ -233,7 +233,7 @@ def main():
                 print(f"   round {i + 1}/{a.echo_reps} done", flush=True)
 
         limit = 1 + a.threshold / 100
-        print(f"\n| benchmark | metric | A median | B median | B/A | per-round B/A q1 / median / q3 | "
+        print(f"\n| benchmark | metric | A median | B median | B/A | per-round B/A q1 / median / q3 (min / median / max under 4 rounds) | "
               f"verdict (cost <= {a.threshold:g}%) | runs A | runs B |")
         print("|---|---|---|---|---|---|---|---|---|")
         missed = []
