@@ -1,8 +1,10 @@
 // stack.cpp: stack arenas, guard pages and the overflow handler. See stack.hpp.
 #include "stack.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,11 +38,59 @@ long read_max_map_count() {
   return v;
 }
 
+// Test hook: see StackArena::fail_maps_for_testing.
+std::atomic<bool> g_fail_maps{false};
+
+// Reads a /proc file through a fixed buffer, calling each(chunk, n). No
+// allocation: the caller may be out of memory. False if it cannot be opened.
+template <class F>
+bool scan_proc(const char* path, F each) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1024];
+  ssize_t r;
+  while ((r = ::read(fd, buf, sizeof buf)) > 0) each(buf, static_cast<std::size_t>(r));
+  ::close(fd);
+  return true;
+}
+
+// "; check RLIMIT_AS (ulimit -v: 600 MiB, 530 MiB in use) and
+// vm.max_map_count (65530, 412 mappings in use)": the two limits an arena
+// mapping or a guard install runs into, with their values now.
+std::string limits_note() {
+  std::string s = "; check RLIMIT_AS (ulimit -v: ";
+  rlimit rl{};
+  if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+    s += "unlimited";
+  } else {
+    s += std::to_string(rl.rlim_cur >> 20) + " MiB";
+  }
+  long vm_pages = -1;
+  char first[32] = {};
+  std::size_t nfirst = 0;
+  scan_proc("/proc/self/statm", [&](const char* b, std::size_t n) {
+    for (std::size_t i = 0; i < n && nfirst < sizeof first - 1; i++) first[nfirst++] = b[i];
+  });
+  if (nfirst) vm_pages = std::strtol(first, nullptr, 10);
+  if (vm_pages >= 0)
+    s += ", " + std::to_string(static_cast<unsigned long>(vm_pages) * sysconf(_SC_PAGESIZE) >> 20) + " MiB in use";
+  long maps = 0;
+  bool have_maps = scan_proc("/proc/self/maps", [&](const char* b, std::size_t n) { maps += std::count(b, b + n, '\n'); });
+  s += ") and vm.max_map_count (" + std::to_string(read_max_map_count());
+  if (have_maps) s += ", " + std::to_string(maps) + " mappings in use";
+  return s + ")";
+}
+
+[[noreturn]] void throw_exhausted(int err, const std::string& what) {
+  throw std::system_error(err, std::generic_category(), "weft: " + what + limits_note());
+}
+
 GuardMode initial_mode() {
   const char* e = std::getenv("WEFT_GUARD");
   if (e && std::strcmp(e, "mprotect") == 0) return GuardMode::Mprotect;
   if (e && std::strcmp(e, "canary") == 0) return GuardMode::Canary;
-  // Probe MADV_GUARD_INSTALL on a scratch page.
+  // Probe MADV_GUARD_INSTALL on a scratch page. (If even the probe cannot
+  // be mapped, mprotect guards are the safe choice: they work everywhere.)
   long pg = sysconf(_SC_PAGESIZE);
   void* p = mmap(nullptr, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return GuardMode::Mprotect;
@@ -79,38 +129,48 @@ StackArena::~StackArena() {
   delete[] chunks_;
 }
 
-void StackArena::add_chunk() {
+int StackArena::add_chunk() noexcept {
   std::size_t n = nchunks_.load(std::memory_order_relaxed);
-  if (n == kMaxChunks)
-    throw std::system_error(ENOMEM, std::generic_category(), "weft: fiber stack arena is full (16M fibers)");
-  void* p = mmap(nullptr, kChunkSlots * slot_bytes_, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED)
-    throw std::system_error(errno, std::generic_category(),
-                            "weft: cannot reserve fiber stacks (mmap of " +
-                                std::to_string(kChunkSlots * slot_bytes_ >> 20) +
-                                " MiB; address space or vm.max_map_count exhausted)");
+  // The side table first: a failure after the mmap would have to undo it.
+  auto* sync = new (std::nothrow) std::atomic<std::uint64_t>[kChunkSlots]();
+  if (!sync) return ENOMEM;
+  void* p = g_fail_maps.load(std::memory_order_relaxed)
+                ? MAP_FAILED
+                : mmap(nullptr, kChunkSlots * slot_bytes_, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    int e = g_fail_maps.load(std::memory_order_relaxed) ? ENOMEM : errno;
+    delete[] sync;
+    return e;
+  }
   chunks_[n].base = static_cast<char*>(p);
-  chunks_[n].sync = new std::atomic<std::uint64_t>[kChunkSlots]();
+  chunks_[n].sync = sync;
   chunks_[n].carved = 0;
   nchunks_.store(n + 1, std::memory_order_release);
+  return 0;
 }
 
-void StackArena::install_guard(std::uint32_t s) {
+int StackArena::install_guard(std::uint32_t s) noexcept {
   char* base = slot_base(s);
   if (mode_ == GuardMode::Madvise) {
-    if (madvise(base, page_, MADV_GUARD_INSTALL) == 0) return;
-    throw std::system_error(errno, std::generic_category(), "weft: madvise(MADV_GUARD_INSTALL) failed");
+    // EINTR/EAGAIN: a signal or a racing fault interrupted the walk; retry.
+    for (int tries = 0; tries < 8; tries++) {
+      if (madvise(base, page_, MADV_GUARD_INSTALL) == 0) return 0;
+      if (errno != EINTR && errno != EAGAIN) break;
+    }
+    return errno;
   }
   if (s < first_canary_slot_ && mprotect_budget_ > 0) {
     if (mprotect(base, page_, PROT_NONE) == 0) {
       mprotect_budget_--;
-      return;
+      return 0;
     }
-    if (errno != ENOMEM) throw std::system_error(errno, std::generic_category(), "weft: mprotect of a guard page failed");
-    // ENOMEM here means the mapping limit: fall through to canaries.
+    if (errno != ENOMEM) return errno;
+    // ENOMEM here means the mapping limit (each guard splits the mapping):
+    // this slot and every later one get canaries instead.
   }
   if (first_canary_slot_ == UINT32_MAX) first_canary_slot_ = s;
+  return 0;
 }
 
 GuardMode StackArena::guard_mode(std::uint32_t s) const noexcept {
@@ -118,23 +178,47 @@ GuardMode StackArena::guard_mode(std::uint32_t s) const noexcept {
   return s < first_canary_slot_ ? GuardMode::Mprotect : GuardMode::Canary;
 }
 
+// Failures leave the arena as it was (a chunk mapped before a failed guard
+// install stays, uncarved, for the next call), and are reported after
+// lock_ is released: the message reads /proc.
 std::uint32_t StackArena::alloc() {
-  std::lock_guard<std::mutex> g(lock_);
-  if (!free_.empty()) {
-    std::uint32_t s = free_.back();
-    free_.pop_back();
-    return s;
+  int err = 0;
+  bool mapping = false;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    if (!free_.empty()) {
+      std::uint32_t s = free_.back();
+      free_.pop_back();
+      return s;
+    }
+    std::size_t n = nchunks_.load(std::memory_order_relaxed);
+    if (n == 0 || chunks_[n - 1].carved == kChunkSlots) {
+      if (n == kMaxChunks)
+        throw std::system_error(ENOMEM, std::generic_category(),
+                                "weft: fiber stack arena is full (" + std::to_string(kMaxChunks * kChunkSlots) +
+                                    " stacks)");
+      mapping = true;
+      err = add_chunk();
+      n++;
+    }
+    if (!err) {
+      Chunk& c = chunks_[n - 1];
+      std::uint32_t s = static_cast<std::uint32_t>((n - 1) * kChunkSlots + c.carved);
+      mapping = false;
+      err = install_guard(s);
+      if (!err) {
+        c.carved++;
+        return s;
+      }
+    }
   }
-  std::size_t n = nchunks_.load(std::memory_order_relaxed);
-  if (n == 0 || chunks_[n - 1].carved == kChunkSlots) {
-    add_chunk();
-    n++;
-  }
-  Chunk& c = chunks_[n - 1];
-  std::uint32_t s = static_cast<std::uint32_t>((n - 1) * kChunkSlots + c.carved);
-  install_guard(s);
-  c.carved++;
-  return s;
+  if (mapping)
+    throw_exhausted(err, "cannot map a fiber stack arena (" + std::to_string(kChunkSlots * slot_bytes_ >> 20) +
+                             " MiB for " + std::to_string(kChunkSlots) + " stacks of " +
+                             std::to_string(slot_bytes_ >> 10) + " KiB)");
+  throw_exhausted(err, mode_ == GuardMode::Madvise
+                           ? "cannot install a fiber stack's guard page (madvise MADV_GUARD_INSTALL)"
+                           : "cannot install a fiber stack's guard page (mprotect)");
 }
 
 void StackArena::trim(std::uint32_t* slots, std::size_t n) noexcept {
@@ -148,6 +232,8 @@ void StackArena::trim(std::uint32_t* slots, std::size_t n) noexcept {
     while (j < n && slots[j] == slots[j - 1] + 1 && slots[j] % kChunkSlots != 0) j++;
     char* lo = slot_base(slots[i]) + page_;
     char* hi = slot_top(slots[j - 1]);
+    // A failure (EINVAL on an mlock'ed range) leaves the pages committed:
+    // memory stays in use, but a reused slot needs no clean stack.
     madvise(lo, static_cast<std::size_t>(hi - lo), MADV_DONTNEED);
     i = j;
   }
@@ -163,6 +249,25 @@ std::size_t StackArena::carved_slots() const noexcept {
   for (std::size_t i = 0; i < n; i++) c += chunks_[i].carved;
   return c;
 }
+
+std::size_t StackArena::committed_bytes() const noexcept {
+  // mincore over each chunk in windows of kWindow pages. Chunks are never
+  // unmapped before the arena dies; pages of slots never carved were never
+  // touched and count as zero, guard pages too.
+  constexpr std::size_t kWindow = 1024;
+  unsigned char vec[kWindow];
+  std::size_t n = nchunks_.load(std::memory_order_acquire), span = kChunkSlots * slot_bytes_, pages = 0;
+  for (std::size_t i = 0; i < n; i++) {
+    for (std::size_t off = 0; off < span; off += kWindow * page_) {
+      std::size_t len = std::min(span - off, kWindow * page_);
+      if (mincore(chunks_[i].base + off, len, vec) != 0) continue;
+      for (std::size_t k = 0; k < len / page_; k++) pages += vec[k] & 1;
+    }
+  }
+  return pages * page_;
+}
+
+void StackArena::fail_maps_for_testing(bool on) noexcept { g_fail_maps.store(on, std::memory_order_relaxed); }
 
 std::size_t StackArena::free_slots() noexcept {
   std::lock_guard<std::mutex> g(lock_);

@@ -44,8 +44,11 @@ class StackArena {
   StackArena(const StackArena&) = delete;
   StackArena& operator=(const StackArena&) = delete;
 
-  // A free slot (its guard in place). Throws std::system_error when the
-  // address space or the kernel's mapping limit is exhausted.
+  // A free slot (its guard in place). Throws std::system_error (ENOMEM, or
+  // the errno of the failed call) when a new chunk cannot be mapped or its
+  // guard cannot be installed; the message names the call, the size and the
+  // limits (RLIMIT_AS, vm.max_map_count) with their current values. A failed
+  // alloc() changes nothing: the next one retries from the same state.
   std::uint32_t alloc();
   // Returns slots. Small batches from a worker's cache, trimmed first.
   void free_trimmed(const std::uint32_t* slots, std::size_t n) noexcept;
@@ -70,11 +73,23 @@ class StackArena {
   bool guard_hit(const void* addr, std::uint32_t* slot) const noexcept;
   static const StackArena* find(const void* addr) noexcept;  // signal-safe registry
 
+  // Accounting for weft::stats(). reserved_bytes: address space of the
+  // mapped chunks (the side tables of sync words are not counted).
+  // committed_bytes: those chunks' resident pages, counted with mincore():
+  // exact at the moment of each call, but it walks every page of every
+  // chunk (64K pages per chunk of 256 KiB slots): for diagnostics, not hot
+  // paths. Callable from any thread, without the arena's lock.
   std::size_t reserved_bytes() const noexcept { return slot_count() * slot_bytes_; }
+  std::size_t committed_bytes() const noexcept;
   // Accounting for teardown checks: slots ever handed out, and slots back on
   // the free list now.
   std::size_t carved_slots() const noexcept;
   std::size_t free_slots() noexcept;
+
+  // Test hook (process-wide): while on, every chunk mapping fails as if
+  // mmap returned ENOMEM, so tests can exhaust an arena where address-space
+  // limits do not work (sanitizers reserve terabytes of shadow).
+  static void fail_maps_for_testing(bool on) noexcept;
 
  private:
   struct Chunk {
@@ -82,8 +97,8 @@ class StackArena {
     std::atomic<std::uint64_t>* sync = nullptr;
     std::uint32_t carved = 0;       // slots handed out at least once (guard installed)
   };
-  void add_chunk();  // requires lock_
-  void install_guard(std::uint32_t s);
+  int add_chunk() noexcept;                   // requires lock_; 0 or the errno
+  int install_guard(std::uint32_t s) noexcept;  // requires lock_; 0 or the errno
 
   std::size_t page_;
   std::size_t slot_bytes_;
