@@ -57,6 +57,14 @@ def rss_kib(pid):
     return 0
 
 
+def threads(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
 def wait_port(port, timeout=5.0, proc=None):
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -121,7 +129,8 @@ def build_loadgen(tmp):
 def run_echo(loadgen, argv_of, conns, seconds, size=64):
     """One loadgen run of `seconds` against a fresh server (argv_of(port)).
     Returns cpu_us (server CPU per round trip), rps, p50, p99, p999 (us),
-    errors. loadgen stops by itself after `seconds` even if the server
+    errors, cores (server CPU time / wall time) and threads (the server's
+    OS threads at the end). loadgen stops by itself after `seconds` even if the server
     answers nothing (rps 0); the timeout is a guard against a wedged loadgen."""
     port = free_port()
     srv = Server(argv_of(port), port)
@@ -134,12 +143,14 @@ def run_echo(loadgen, argv_of, conns, seconds, size=64):
         if died:
             raise RuntimeError(f"server died during the run{died}")
         c1 = cpu_seconds(srv.proc.pid)
+        nthreads = threads(srv.proc.pid)
     finally:
         srv.stop()
     kv = dict(x.split("=") for x in out.split()[1:])
     rps = float(kv["rps"])
     return {"cpu_us": (c1 - c0) * 1e6 / max(1.0, rps * seconds), "rps": rps, "p50": float(kv["p50_us"]),
-            "p99": float(kv["p99_us"]), "p999": float(kv["p999_us"]), "errors": int(kv["errors"])}
+            "p99": float(kv["p99_us"]), "p999": float(kv["p999_us"]), "errors": int(kv["errors"]),
+            "cores": (c1 - c0) / seconds, "threads": nthreads}
 
 
 def hogs_servers(build, gobin, workers):
@@ -160,8 +171,9 @@ def run_hogs(loadgen, build, gobin, workers, conns, seconds, reps):
     died has failed. Both are left out of the medians, and counted."""
     print(f"\n### echo with CPU hogs: {workers} worker(s), one spinning fiber/goroutine per worker, "
           f"{conns} conns, 64-byte messages, {seconds} s, medians of {reps}")
-    print("| server | round trips/s | p50 us | p99 us | p99.9 us | errors | stalled / failed runs |")
-    print("|---|---|---|---|---|---|---|")
+    print("| server | round trips/s | p50 us | p99 us | p99.9 us | errors | server CPU cores | server threads "
+          "| stalled / failed runs |")
+    print("|---|---|---|---|---|---|---|---|---|")
     sys.stdout.flush()
     srvs = hogs_servers(build, gobin, workers)
     results = {name: [] for name in srvs}
@@ -183,10 +195,11 @@ def run_hogs(loadgen, build, gobin, workers, conns, seconds, reps):
         if rs:
             print(f"| {name} | {med([r['rps'] for r in rs]):.0f} | {med([r['p50'] for r in rs]):.0f} | "
                   f"{med([r['p99'] for r in rs]):.0f} | {med([r['p999'] for r in rs]):.0f} | "
-                  f"{sum(r['errors'] for r in rs)} | {ns} / {nf} of {reps} |")
+                  f"{sum(r['errors'] for r in rs)} | {med([r['cores'] for r in rs]):.2f} | "
+                  f"{med([r['threads'] for r in rs]):.0f} | {ns} / {nf} of {reps} |")
         else:
             what = "STALLED" if not nf else "FAILED" if not ns else "STALLED / FAILED"
-            print(f"| {name} | {what} | - | - | - | - | {ns} / {nf} of {reps} |")
+            print(f"| {name} | {what} | - | - | - | - | - | - | {ns} / {nf} of {reps} |")
     for name in srvs:
         if stalled[name]:
             print(f"- {name}: stalled in {len(stalled[name])} of {reps} runs: {stalled[name][0]}")
