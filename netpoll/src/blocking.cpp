@@ -55,6 +55,7 @@ class Pool {
 
  private:
   void loop() {
+    rt::mark_internal_thread();  // not a possible waker for the deadlock check
     std::unique_lock<std::mutex> g(mu_);
     for (;;) {
       while (queue_.empty()) {

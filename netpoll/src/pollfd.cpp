@@ -2,6 +2,7 @@
 // deadlines. Invariants and lock order: see pollfd.hpp.
 #include "pollfd.hpp"
 
+#include <cstdio>
 #include <unistd.h>
 
 #include <memory>
@@ -105,7 +106,18 @@ class Netpoller final : public rt::IdlePoller {
   PollEvent events_[Backend::kMaxEvents];  // only the one polling thread uses it
 };
 
+// Dump entries of fibers parked on a socket name its fd.
+void describe_io(WaitKind, const void* obj, char* buf, std::size_t size) noexcept {
+  std::snprintf(buf, size, "fd %d", static_cast<const PollDesc*>(obj)->fd);
+}
+
 Netpoller& netpoller() {
+  static const bool described = [] {
+    rt::set_wait_describer(WaitKind::IoRead, describe_io);
+    rt::set_wait_describer(WaitKind::IoWrite, describe_io);
+    return true;
+  }();
+  (void)described;
   return *static_cast<Netpoller*>(rt::install_idle_poller([]() -> rt::IdlePoller* { return new Netpoller; }));
 }
 
@@ -209,7 +221,7 @@ void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op) {
       throw std::system_error(std::make_error_code(std::errc::device_or_resource_busy),
                               std::string("weft: ") + op + ": another fiber is already waiting in this direction");
     }
-    s.parker = rt::prepare_park(WaitKind::Io, pd);
+    s.parker = rt::prepare_park(d == Dir::Read ? WaitKind::IoRead : WaitKind::IoWrite, pd);
     s.waiting = true;
     rt::Parker p = s.parker;
     g.unlock();

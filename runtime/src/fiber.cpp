@@ -13,11 +13,15 @@
 // stack per unstarted fiber (Boost.Fiber: 9.2 GB for 1M); and lazily
 // assigned stacks, which would put the control block on the heap and cost a
 // parked fiber more than its one page.
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cxxabi.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -38,7 +42,7 @@ constexpr std::size_t kMaxInlineClosure = 2048;
 // First frame of every fiber.
 void fiber_main(bctx::transfer_t t) noexcept {
   Worker* w = current_worker();
-  Fiber* self = w->current;
+  Fiber* self = w->current.load(std::memory_order_relaxed);
 #ifdef WEFT_ASAN
   __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
 #endif
@@ -131,6 +135,7 @@ Fiber* new_fiber(Runtime& r, std::uint32_t slot) noexcept {
   f->slot = slot;
   f->sync = &r.arena.sync(slot);
   f->gen = f->sync->load(std::memory_order_relaxed) >> kGenShift;
+  f->sync->store((f->gen << kGenShift) | kLive, std::memory_order_release);
   if (r.arena.guard_mode(slot) == GuardMode::Canary) {
     f->canary = reinterpret_cast<std::uint64_t*>(r.arena.slot_base(slot) + r.arena.guard_bytes());
     *f->canary = StackArena::kCanary;
@@ -212,12 +217,20 @@ namespace detail {
 
 using namespace weft::rt;
 
-SpawnSlot spawn_begin(std::size_t size, std::size_t align) {
+void set_name(Fiber* f, std::string_view name) noexcept {
+  std::size_t n = std::min(name.size(), sizeof f->name - 1);
+  std::memcpy(f->name, name.data(), n);
+  f->name[n] = 0;
+}
+
+SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name, const std::source_location& site) {
   Worker* w = current_worker();
-  if (!w || !w->current) throw std::logic_error("weft::go() must be called on a fiber of a running runtime");
+  if (!w || !w->current.load(std::memory_order_relaxed)) throw std::logic_error("weft::go() must be called on a fiber of a running runtime");
   std::uint32_t slot = alloc_slot(w);  // throws std::system_error when out of address space
   Fiber* f = new_fiber(*w->rt, slot);
   f->id = next_id(w);
+  f->site = site;
+  if (!name.empty()) set_name(f, name);
   char* room = reinterpret_cast<char*>(f);
   std::size_t a = std::max<std::size_t>(align, 16);
   char* p = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(room) - size) & ~(a - 1));
@@ -245,7 +258,7 @@ void spawn_commit(Fiber* f, void (*entry)(void*)) noexcept {
   Worker* w = current_worker();
   w->spawned.store(w->spawned.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // Child first: the parent is queued (stealable) and resumes after it.
-  switch_to(w, w->current, f, Action::SpawnParent);
+  switch_to(w, w->current.load(std::memory_order_relaxed), f, Action::SpawnParent);
 }
 
 void join_wait(JoinStateBase* s) {
@@ -330,7 +343,7 @@ static void record_teardown(Runtime& r) noexcept {
   g_teardown.leaked_slots += carved > held ? carved - held : 0;
 }
 
-void run_main(const Options& opts, void (*entry)(void*), void* arg) {
+void run_main(const Options& opts, void (*entry)(void*), void* arg, const std::source_location& site) {
   if (current_worker()) throw std::logic_error("weft::run() called on a fiber: runtimes do not nest");
   install_overflow_handler();
   Runtime r(opts);
@@ -338,6 +351,8 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
   Fiber* f = new_fiber(r, slot);
   f->id = g_id_source.fetch_add(1, std::memory_order_relaxed);
   f->is_main = true;
+  f->site = site;
+  set_name(f, "main");
   f->entry = entry;
   f->closure = arg;
   f->closure_on_heap = false;
@@ -354,12 +369,15 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
   }
   r.ext_spawned.fetch_add(1, std::memory_order_relaxed);
   r.inject(f);
-  for (auto& w : r.workers) {
-    Worker* wp = w.get();
+  if (r.opts.dump_on_sigquit) install_sigquit_dump();
+  r.nstarted.store(r.nworkers, std::memory_order_release);
+  for (unsigned i = 0; i < r.nworkers; i++) {
+    Worker* wp = r.workers[i].get();
     wp->thread = std::thread([wp] { worker_loop(wp); });
   }
-  std::thread monitor([&r] { monitor_loop(r); });
-  while (r.main_done.load(std::memory_order_acquire) == 0) futex_wait(&r.main_done, 0, kNoDeadline);
+  std::thread monitor([&r, caller = static_cast<pid_t>(syscall(SYS_gettid))] { monitor_loop(r, caller); });
+  while (r.main_done.load(std::memory_order_acquire) == 0 && !r.deadlocked.load(std::memory_order_acquire))
+    futex_wait(&r.main_done, 0, kNoDeadline);
   // Unwind whatever is still alive: parked fibers are woken with Cancel,
   // running and runnable ones unwind at their next park or yield.
   r.stopping.store(true, std::memory_order_seq_cst);
@@ -370,14 +388,16 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
     futex_wait(&r.exit_epoch, epoch, to_ns(Clock::now()) + 2'000'000);
   }
   r.exiting.store(true, std::memory_order_seq_cst);
-  r.wake_all_workers();
-  for (auto& w : r.workers) w->thread.join();
   futex_wake(&r.monitor_word, 1);
-  monitor.join();
+  monitor.join();  // first: it starts spares
+  r.wake_all_workers();
+  for (unsigned i = 0; i < r.started_workers(); i++) r.workers[i]->thread.join();
   r.poller.store(nullptr, std::memory_order_release);
   r.poller_owner.reset();
   while (r.ext_inflight.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   record_teardown(r);
+  if (r.deadlocked.load(std::memory_order_acquire))
+    throw Deadlock("weft: all fibers are asleep - deadlock! (the fiber dump is on stderr)");
 }
 
 }  // namespace detail
@@ -394,7 +414,7 @@ namespace this_fiber {
 void yield() {
   using namespace weft::rt;
   Worker* w = current_worker();
-  Fiber* f = w ? w->current : nullptr;
+  Fiber* f = w ? w->current.load(std::memory_order_relaxed) : nullptr;
   if (!f) {
     std::this_thread::yield();
     return;
@@ -417,7 +437,7 @@ void sleep_until(Clock::time_point t) {
     yield();
     return;
   }
-  if (park_until(prepare_park(WaitKind::Sleep, nullptr), t) == WakeReason::Cancel) throw_unwind();
+  if (park_until(prepare_park(WaitKind::Sleep, &t), t) == WakeReason::Cancel) throw_unwind();
 }
 
 void sleep_for(std::chrono::nanoseconds d) {

@@ -19,7 +19,17 @@
 //   kUnwinding set while the fiber unwinds at shutdown: the shutdown sweep
 //              leaves it alone (its destructors may park normally).
 //   kThread    the parker is a plain thread (immortal block, futex wake).
-// A parked fiber is: kSwitched set, kWoken clear. A free slot: no flag set.
+//   kLive      the slot holds a fiber (set at creation, cleared with the
+//              generation bump at exit): dumps and the deadlock check find
+//              live fibers by sweeping the side table.
+// A parked fiber is: kLive and kSwitched set, kWoken clear. A free slot: no
+// flag set.
+//
+// Diagnostics (dump, monitor reports) read other fibers' name, site,
+// wait_kind, wait_obj and park_ms without synchronisation while those fibers
+// may run; they re-read the sync word afterwards and discard the entry if
+// its generation moved. Such reads are best effort by design (as Go's
+// goroutine dump of a running program) and are marked no_sanitize("thread").
 // Whoever of {unparker, switch-out} comes second makes the fiber runnable.
 #pragma once
 
@@ -27,6 +37,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <source_location>
 
 #include <weft/park.hpp>
 
@@ -42,6 +53,7 @@ inline constexpr std::uint64_t kWoken = 2;
 inline constexpr std::uint64_t kReasonShift = 2;  // 2 bits
 inline constexpr std::uint64_t kUnwinding = 16;
 inline constexpr std::uint64_t kThread = 32;  // the parker is a plain thread
+inline constexpr std::uint64_t kLive = 64;    // the slot holds a fiber
 inline constexpr int kGenShift = 8;
 
 struct Fiber {
@@ -66,6 +78,11 @@ struct Fiber {
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
   std::uint64_t* canary = nullptr;  // Canary guard regime only
+  // Diagnostics: set at spawn (name, site) or at each park (park_ms, from the
+  // runtime's coarse clock: no clock read on the park path).
+  std::int64_t park_ms = 0;
+  std::source_location site{};
+  char name[32] = {};
 };
 
 // The control block sits at the top of the slot, 64-byte aligned.

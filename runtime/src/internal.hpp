@@ -17,6 +17,9 @@
 //   fiber until it ends (counted in ext_spawned).
 #pragma once
 
+#include <sys/types.h>
+#include <time.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -66,16 +69,27 @@ class TimerHeap {
   std::atomic<std::size_t> size_{0};             // written under lock_
 };
 
-struct Worker {
+struct Worker : WorkerBase {
   Runtime* rt = nullptr;
   unsigned index = 0;
   RunQueue q;                     // owner pushes/pops, thieves steal
-  Fiber* lifo = nullptr;          // owner only: the fiber just woken here
+  // The fiber just woken here. The owner reads and writes it with plain
+  // (relaxed/acquire/release) accesses inside a local_seq bracket; only the
+  // monitor's rescue takes it from outside, with the protocol in monitor.cpp.
+  std::atomic<Fiber*> lifo{nullptr};
   unsigned lifo_streak = 0;       // consecutive lifo picks (capped)
+  // Owner-side bracket around every access to lifo and (in a one-worker
+  // runtime) the unshared run-queue pop: odd while inside. `contended` is
+  // set by the monitor while it rescues; the owner then uses atomic RMWs.
+  std::atomic<std::uint32_t> local_seq{0};
+  std::atomic<bool> contended{false};
+  bool shared = false;            // thieves may steal from q (pop must CAS)
   std::uint32_t countdown = 61;   // picks until the next global-queue check
   bool spinning = false;          // owner only; counted in Runtime::nspinning
   bctx::fcontext_t sched_ctx = nullptr;  // the worker thread's own context
-  Fiber* current = nullptr;       // the fiber running on this worker
+  // The fiber running on this worker. Written by the owner (relaxed: a plain
+  // store); read by the owner, and by dump/stats as a hint.
+  std::atomic<Fiber*> current{nullptr};
   TimerHeap timers;
   std::vector<std::uint32_t> stack_cache;  // hot slots, not trimmed
   std::vector<std::uint32_t> trim_batch;   // slots to trim, then free
@@ -87,8 +101,11 @@ struct Worker {
   // Written by the monitor: the switch count at which it found this worker
   // stuck with fibers queued behind the running one (thieves compare).
   std::atomic<std::uint64_t> stuck_at{UINT64_MAX};
+  std::atomic<bool> reported{false};  // the monitor reported its current fiber as stuck
+  std::atomic<pid_t> tid{0};          // the worker thread (set when it starts)
+  clockid_t cpu_clock{};              // its CPU-time clock (valid once tid is set)
   // Counters: written by the owner only (relaxed), read by anyone.
-  std::atomic<std::uint64_t> spawned{0}, exited{0}, switches{0}, steals{0}, parks{0};
+  std::atomic<std::uint64_t> spawned{0}, exited{0}, switches{0}, steals{0}, parks{0}, budget_yields{0};
   // Per-context state saved across switches for the scheduler context.
   void* sched_eh[2] = {nullptr, nullptr};
   void* eh_globals = nullptr;     // this thread's __cxa_eh_globals
@@ -105,8 +122,13 @@ class Runtime {
   explicit Runtime(const Options& opts);
   ~Runtime();
 
-  unsigned nworkers;
-  std::vector<std::unique_ptr<Worker>> workers;
+  Options opts;
+  unsigned nworkers;               // configured workers; spares come after them
+  std::vector<std::unique_ptr<Worker>> workers;  // nworkers + opts.spare_workers, built up front
+  std::atomic<unsigned> nstarted{0};   // workers whose threads run (spares started by the monitor)
+  unsigned started_workers() const noexcept { return nstarted.load(std::memory_order_acquire); }
+  std::atomic<std::uint64_t> stuck_reports{0};
+  std::atomic<bool> deadlocked{false};  // set by the monitor; run() throws weft::Deadlock
   StackArena arena;
 
   // The global queue: overflow from full run queues, wakes from outside.
@@ -135,6 +157,11 @@ class Runtime {
   std::atomic<std::uint64_t> ext_spawned{0}, ext_exited{0};
   std::atomic<std::uint32_t> ext_inflight{0};  // unparks from outside still touching this runtime
   std::atomic<std::uint32_t> monitor_word{0};  // futex: interrupts the monitor's sleep at exit
+  // Milliseconds since the runtime started, advanced by the monitor every
+  // tick (1-10 ms): parks stamp it for dumps without reading a clock.
+  std::atomic<std::int64_t> coarse_ms{0};
+  Clock::time_point start_time = Clock::now();
+  std::atomic<std::uint64_t> polls{0};
 
   void inject(Fiber* f) noexcept;                  // global queue + wakep
   Fiber* pop_global(Worker* w, bool batch) noexcept;
@@ -159,23 +186,11 @@ TeardownStats teardown_stats() noexcept;
 // keep the TLS address across a switch. On x86-64 the variable is read with
 // one volatile asm (its initial-exec offset from the GOT, then %fs-relative),
 // which the compiler can neither cache nor hoist, and which works before any
-// static initialiser has run; elsewhere a non-inlined accessor does the job.
-}  // namespace weft::rt
-extern "C" [[gnu::tls_model("initial-exec")]] thread_local weft::rt::Worker* weft_rt_tl_worker;
-namespace weft::rt {
-#if defined(__x86_64__) && defined(__linux__)
-inline Worker* current_worker() noexcept {
-  Worker* w;
-  asm volatile(
-      "movq weft_rt_tl_worker@gottpoff(%%rip), %0\n\t"
-      "movq %%fs:(%0), %0"
-      : "=r"(w));
-  return w;
-}
-#else
-Worker* current_worker() noexcept;
-#endif
-void monitor_loop(Runtime& r) noexcept;
+// static initialiser has run (park.hpp: current_worker_base).
+inline Worker* current_worker() noexcept { return static_cast<Worker*>(current_worker_base()); }
+void monitor_loop(Runtime& r, pid_t run_caller) noexcept;
+void install_sigquit_dump() noexcept;
+void worker_loop(Worker* w);
 void make_runnable(Fiber* f) noexcept;   // after winning its claim
 void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t val, std::int64_t deadline_ns) noexcept;
 void futex_wake(std::atomic<std::uint32_t>* w, int n) noexcept;

@@ -1,42 +1,358 @@
-// monitor.cpp: the runtime's monitor thread (Go's sysmon, first part).
+// monitor.cpp: the runtime's monitor thread (Go's sysmon): stuck workers,
+// spare workers, deadlock detection, SIGQUIT dumps, the coarse clock.
 //
 // Every tick (1 ms while fibers run, 10 ms once the runtime has been idle
-// for a while) it looks at each worker: a worker whose switch counter has
-// not moved since the previous tick while fibers wait in its run queue is
-// running one fiber for too long (a CPU-bound loop, a blocking system call).
-// The monitor records that switch count in Worker::stuck_at, which lets
-// thieves take even a single queued fiber from it, and wakes an idle worker
-// to do so. It never touches a worker's queue itself.
+// for a while) it looks at each started worker:
+// - Stuck: a worker whose switch counter has not moved for a whole tick
+//   while fibers wait behind it is running one fiber for too long (a
+//   CPU-bound loop, a blocking system call). The monitor records that switch
+//   count in Worker::stuck_at, which lets thieves take even a single queued
+//   fiber from it, wakes an idle worker to do so, and rescues what thieves
+//   cannot take (the lifo slot, and the whole queue of a one-worker
+//   runtime, whose owner pops without a CAS) into the global queue.
+// - Once a worker has run one fiber for Options::stuck_threshold, the monitor
+//   reports that fiber once on stderr (id, name, spawn site, how long).
+// - When every started worker has been stuck that long and fibers are
+//   waiting, it starts a spare worker thread (at most Options::spare_workers
+//   over the runtime's life; spares stay until the runtime stops).
+// - Deadlock: when every worker is idle, no timer is armed, nothing is
+//   queued, no wake from outside is in flight, no thread outside the
+//   runtime exists that could wake a fiber, and every live fiber is parked
+//   on something only another fiber could signal (not a socket, a sleep or a
+//   blocking() call), on two ticks in a row with no switch in between, it
+//   reports "weft: all fibers are asleep - deadlock!" and the fiber dump,
+//   and makes run() unwind everything and throw weft::Deadlock (or aborts).
 //
-// Shared state: reads workers' counters and queue sizes (relaxed, hints);
-// writes stuck_at (relaxed; a stale value only delays or allows one steal,
-// and steal_into's CAS keeps the queue itself consistent).
-#include "internal.hpp"
+// The rescue protocol (taking the lifo slot or an unshared queue's fibers
+// while the owner is stuck, without making the owner pay for atomic RMWs on
+// its hot path). The owner brackets each access to them with local_seq
+// (odd inside) and reads `contended` after entering; the monitor:
+//   1. reads local_seq = s0; gives up if odd (owner inside);
+//   2. sets contended = true;
+//   3. issues membarrier(PRIVATE_EXPEDITED): every thread of the process
+//      executes a full barrier, so the owner's earlier stores are visible
+//      and its later loads see step 2;
+//   4. re-reads local_seq: if it still equals s0, the owner entered no
+//      bracket before the barrier that it may still be in, and every
+//      bracket it enters later sees contended and uses RMWs; so the monitor
+//      may exchange the lifo slot and CAS-pop the queue. Otherwise it gives
+//      up for this tick.
+//   5. clears contended (release: the owner's next acquire of it sees the
+//      monitor's takes), after which the owner is alone again.
+// This is the asymmetric Dekker pattern: the fence cost moves entirely to
+// the rare side. Without membarrier (old kernels) the rescue is skipped and
+// a stuck worker's lifo fiber waits for it.
+//
+// Shared state: reads workers' counters, queue sizes and `current` (relaxed,
+// hints); writes stuck_at and reported (relaxed), coarse_ms, and the
+// global queue (under gq_lock). It is the only thread that starts spares
+// (nstarted, release, after the Worker is ready).
+#include <dirent.h>
+#include <linux/membarrier.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <unordered_set>
+
+#include "switch.hpp"
 
 namespace weft::rt {
 
-void monitor_loop(Runtime& r) noexcept {
-  std::vector<std::uint64_t> last(r.nworkers, 0);
-  std::vector<bool> backlog(r.nworkers, false);
+void dump_runtime(Runtime& r, std::ostream& out);
+
+namespace {
+
+// ---- threads that belong to weft --------------------------------------------
+std::mutex g_threads_mu;
+std::vector<pid_t>& internal_threads() {
+  static auto* v = new std::vector<pid_t>;  // immortal: detached pool threads may outlive statics
+  return *v;
+}
+
+struct InternalMark {
+  pid_t tid = 0;
+  ~InternalMark() {
+    if (!tid) return;
+    std::lock_guard<std::mutex> g(g_threads_mu);
+    auto& v = internal_threads();
+    v.erase(std::remove(v.begin(), v.end(), tid), v.end());
+  }
+};
+
+std::vector<pid_t> list_threads() {
+  std::vector<pid_t> out;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
+    closedir(d);
+  }
+  return out;
+}
+
+// ---- membarrier ----------------------------------------------------------------
+int g_barrier_cmd = -1;  // set once by the first monitor (call_once)
+std::once_flag g_barrier_once;
+
+bool process_barrier() noexcept {
+  std::call_once(g_barrier_once, [] {
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+      g_barrier_cmd = MEMBARRIER_CMD_PRIVATE_EXPEDITED;
+    else if (syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) > 0)
+      g_barrier_cmd = MEMBARRIER_CMD_GLOBAL;
+  });
+  return g_barrier_cmd >= 0 && syscall(SYS_membarrier, g_barrier_cmd, 0, 0) == 0;
+}
+
+// ---- is a worker really stuck? -------------------------------------------------
+std::int64_t cpu_ms(const Worker& w) noexcept {
+  timespec ts{};
+  if (w.tid.load(std::memory_order_acquire) == 0 || clock_gettime(w.cpu_clock, &ts) != 0) return -1;
+  return std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+// True if the worker's thread sleeps in the kernel (a blocking system call),
+// as opposed to running or waiting for a CPU.
+bool blocked_in_kernel(const Worker& w) noexcept {
+  char path[64], buf[512];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(w.tid.load(std::memory_order_acquire)));
+  FILE* f = std::fopen(path, "re");
+  if (!f) return false;
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');
+  return p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D');
+}
+
+// ---- SIGQUIT ---------------------------------------------------------------------
+std::atomic<int> g_sigquit{0};
+extern "C" void on_sigquit(int) { g_sigquit.store(1, std::memory_order_relaxed); }
+
+std::int64_t ms_since(const Runtime& r) noexcept {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.start_time).count();
+}
+
+// Moves what thieves cannot take from a stuck worker (its lifo slot; its
+// whole queue if unshared) to the global queue. See the protocol above.
+void rescue(Runtime& r, Worker& w) noexcept {
+  std::uint32_t s0 = w.local_seq.load(std::memory_order_acquire);
+  if ((s0 & 1) || (!w.lifo.load(std::memory_order_relaxed) && (w.shared || w.q.empty()))) return;
+  w.contended.store(true, std::memory_order_relaxed);
+  if (process_barrier() && w.local_seq.load(std::memory_order_acquire) == s0) {
+    Fiber* got[RunQueue::kSize + 1];
+    unsigned n = 0;
+    if (Fiber* f = w.lifo.exchange(nullptr, std::memory_order_acq_rel)) got[n++] = f;
+    if (!w.shared)
+      while (Fiber* f = w.q.pop()) got[n++] = f;
+    for (unsigned i = 0; i < n; i++) r.inject(got[i]);
+  }
+  w.contended.store(false, std::memory_order_release);
+}
+
+// Reports the fiber running on w, once per fiber.
+[[gnu::no_sanitize("thread")]] void report_stuck(Runtime& r, Worker& w, std::int64_t ms,
+                                                  std::unordered_set<std::uint64_t>& done) {
+  Fiber* f = w.current.load(std::memory_order_relaxed);
+  if (!f) return;
+  std::uint64_t switches = w.switches.load(std::memory_order_relaxed);
+  std::uint64_t id = f->id;
+  if (done.count(id)) return;
+  char name[sizeof f->name];
+  std::memcpy(name, f->name, sizeof name);
+  name[sizeof name - 1] = 0;
+  std::source_location site = f->site;
+  if (w.switches.load(std::memory_order_relaxed) != switches) return;  // it moved on: nothing to report
+  done.insert(id);
+  std::string where = site.line() ? std::string(site.file_name()) + ":" + std::to_string(site.line()) + " in " +
+                                        site.function_name()
+                                  : std::string("?");
+  std::fprintf(stderr,
+               "weft: fiber %" PRIu64 "%s%s%s has run for %lld ms on worker %u without parking or yielding "
+               "(spawned at %s); the fibers queued behind it move to other workers\n",
+               id, name[0] ? " \"" : "", name, name[0] ? "\"" : "", static_cast<long long>(ms), w.index,
+               where.c_str());
+  std::fflush(stderr);
+  r.stuck_reports.fetch_add(1, std::memory_order_relaxed);
+}
+
+void start_spare(Runtime& r) noexcept {
+  unsigned i = r.nstarted.load(std::memory_order_relaxed);
+  if (i >= r.workers.size() || r.exiting.load(std::memory_order_acquire)) return;
+  Worker* w = r.workers[i].get();
+  try {
+    w->thread = std::thread([w] { worker_loop(w); });
+  } catch (const std::system_error& e) {
+    std::fprintf(stderr, "weft: could not start a spare worker thread: %s\n", e.what());
+    return;
+  }
+  r.nstarted.store(i + 1, std::memory_order_release);
+  r.wakep();
+}
+
+// Every live fiber parked on something only another fiber could signal?
+[[gnu::no_sanitize("thread")]] bool all_parked_for_good(Runtime& r) noexcept {
+  std::uint32_t n = r.arena.slot_count();
+  bool any = false;
+  for (std::uint32_t i = 0; i < n; i++) {
+    std::uint64_t v = r.arena.sync(i).load(std::memory_order_acquire);
+    if (!(v & kLive)) continue;
+    if ((v & (kSwitched | kWoken)) != kSwitched) return false;  // running or runnable
+    switch (fiber_of_slot(r.arena.slot_top(i))->wait_kind) {
+      case WaitKind::Io:
+      case WaitKind::IoRead:
+      case WaitKind::IoWrite:
+      case WaitKind::Blocking:
+      case WaitKind::Sleep:
+        return false;
+      default:
+        break;
+    }
+    any = true;
+  }
+  return any;
+}
+
+// Any thread of the process but weft's own and the one blocked in run()
+// might wake a fiber (a std::thread holding a channel or a CondVar).
+bool foreign_threads(pid_t run_caller) {
+  std::vector<pid_t> now = list_threads();
+  std::lock_guard<std::mutex> g(g_threads_mu);
+  const auto& mine = internal_threads();
+  for (pid_t t : now)
+    if (t != run_caller && std::find(mine.begin(), mine.end(), t) == mine.end()) return true;
+  return false;
+}
+
+#ifdef WEFT_TSAN
+// TSan starts a background thread of its own at the first thread creation:
+// find it before main() runs (no user thread exists yet) and count it as ours.
+[[gnu::constructor]] void find_tsan_thread() {
+  std::vector<pid_t> before = list_threads();
+  std::thread([] {}).join();
+  std::lock_guard<std::mutex> g(g_threads_mu);
+  for (pid_t t : list_threads())
+    if (std::find(before.begin(), before.end(), t) == before.end()) internal_threads().push_back(t);
+}
+#endif
+
+bool quiet(Runtime& r) noexcept {
+  unsigned nw = r.started_workers();
+  if (r.stopping.load(std::memory_order_acquire) || r.main_done.load(std::memory_order_acquire)) return false;
+  if (r.nidle.load(std::memory_order_seq_cst) != static_cast<int>(nw)) return false;
+  if (r.gq_size.load(std::memory_order_seq_cst) != 0 || r.ext_inflight.load(std::memory_order_acquire) != 0)
+    return false;
+  for (unsigned i = 0; i < nw; i++) {
+    Worker& w = *r.workers[i];
+    if (!w.q.empty() || w.lifo.load(std::memory_order_relaxed)) return false;
+  }
+  return r.earliest_timer() == kNoDeadline;
+}
+
+void declare_deadlock(Runtime& r) {
+  std::ostringstream out;
+  out << "weft: all fibers are asleep - deadlock!\n\n";
+  dump_runtime(r, out);
+  std::fputs(out.str().c_str(), stderr);
+  std::fflush(stderr);
+  if (r.opts.on_deadlock == Options::OnDeadlock::Abort) std::abort();
+  r.deadlocked.store(true, std::memory_order_release);
+  futex_wake(&r.main_done, 1);
+}
+
+}  // namespace
+
+void mark_internal_thread() noexcept {
+  thread_local InternalMark mark;
+  if (mark.tid) return;
+  mark.tid = static_cast<pid_t>(syscall(SYS_gettid));
+  std::lock_guard<std::mutex> g(g_threads_mu);
+  internal_threads().push_back(mark.tid);
+}
+
+
+void install_sigquit_dump() noexcept {
+  struct sigaction sa {};
+  sa.sa_handler = on_sigquit;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGQUIT, &sa, nullptr);
+}
+
+void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
+  mark_internal_thread();
+  const std::size_t nmax = r.workers.size();
+  std::vector<std::uint64_t> last(nmax, UINT64_MAX);
+  std::vector<std::int64_t> since(nmax, 0);   // when `last` was first seen
+  // CPU time of the worker's thread when it was first seen not switching:
+  // a worker the OS merely keeps off the CPU (more workers than cores) is
+  // not reported, and no spare is started for it; one that burns CPU or
+  // sleeps in a system call is.
+  std::vector<std::int64_t> cpu_base(nmax, -1);
+  std::vector<bool> backlog(nmax, false);
+  std::unordered_set<std::uint64_t> reported;  // fiber ids reported stuck
+  const std::int64_t threshold = r.opts.stuck_threshold.count();
   unsigned idle_ticks = 0;
+  std::uint64_t quiet_switches = UINT64_MAX;   // activity at the last quiet tick
   while (!r.exiting.load(std::memory_order_acquire)) {
     std::int64_t tick_ns = idle_ticks > 50 ? 10'000'000 : 1'000'000;
     futex_wait(&r.monitor_word, 0, to_ns(Clock::now()) + tick_ns);
+    std::int64_t now = ms_since(r);
+    r.coarse_ms.store(now, std::memory_order_relaxed);
+    if (r.opts.dump_on_sigquit && g_sigquit.exchange(0, std::memory_order_relaxed)) dump_runtime(r, std::cerr);
     bool any_busy = false;
-    for (unsigned i = 0; i < r.nworkers; i++) {
+    unsigned nw = r.started_workers(), stuck_long = 0;
+    bool waiting = r.gq_size.load(std::memory_order_relaxed) > 0;
+    std::uint64_t total = 0;
+    for (unsigned i = 0; i < nw; i++) {
       Worker& w = *r.workers[i];
       std::uint64_t s = w.switches.load(std::memory_order_relaxed);
-      bool queued = w.q.size() > 0;
-      if (s != last[i]) any_busy = true;
-      if (s == last[i] && queued && w.stuck_at.load(std::memory_order_relaxed) != s) {
-        w.stuck_at.store(s, std::memory_order_relaxed);
-        r.wakep();
+      total += s;
+      bool running = w.current.load(std::memory_order_relaxed) != nullptr;
+      bool queued = w.q.size() > 0 || w.lifo.load(std::memory_order_relaxed);
+      if (s != last[i]) {
         any_busy = true;
-      } else if (w.q.size() > 1 && backlog[i]) {
-        r.wakep();  // a backlog two ticks running: an idle worker should share it
+        last[i] = s;
+        since[i] = now;
+        cpu_base[i] = -1;
+        w.reported.store(false, std::memory_order_relaxed);
+      } else if (running) {
+        if (cpu_base[i] < 0) cpu_base[i] = cpu_ms(w);
+        any_busy = true;
+        if (queued && w.stuck_at.load(std::memory_order_relaxed) != s) {
+          w.stuck_at.store(s, std::memory_order_relaxed);
+          r.wakep();
+        }
+        if (queued) rescue(r, w);
+        waiting = waiting || queued;
+        if (now - since[i] >= threshold &&
+            (cpu_ms(w) - cpu_base[i] >= (now - since[i]) / 2 || blocked_in_kernel(w))) {
+          stuck_long++;
+          if (!w.reported.exchange(true, std::memory_order_relaxed)) report_stuck(r, w, now - since[i], reported);
+        }
       }
+      if (w.q.size() > 1 && backlog[i]) r.wakep();  // a backlog two ticks running: share it
       backlog[i] = w.q.size() > 1;
-      last[i] = s;
+    }
+    if (stuck_long == nw && nw < nmax && waiting) start_spare(r);
+    // Deadlock: quiet on two ticks in a row with no switch in between.
+    if (!any_busy && quiet(r) && all_parked_for_good(r) && !foreign_threads(run_caller)) {
+      if (quiet_switches == total) {
+        declare_deadlock(r);
+        quiet_switches = UINT64_MAX;
+      } else {
+        quiet_switches = total;
+      }
+    } else {
+      quiet_switches = UINT64_MAX;
     }
     idle_ticks = any_busy ? 0 : idle_ticks + 1;
   }

@@ -54,11 +54,12 @@ class RunQueue {
     }
   }
 
-  // Owner only.
+  // The owner, or the monitor rescuing a stuck owner's fibers (hence the
+  // acquire on tail: the slot contents must be the owner's).
   Fiber* pop() noexcept {
     for (;;) {
       std::uint32_t h = head_.load(std::memory_order_acquire);
-      std::uint32_t t = tail_.load(std::memory_order_relaxed);
+      std::uint32_t t = tail_.load(std::memory_order_acquire);
       if (t == h) return nullptr;
       Fiber* f = slots_[h % kSize].load(std::memory_order_relaxed);
       if (head_.compare_exchange_weak(h, h + 1, std::memory_order_acq_rel)) return f;

@@ -55,18 +55,10 @@ constexpr std::size_t kDefaultStack = 256 * 1024;
 // The running worker, with C linkage: current_worker() (internal.hpp) names
 // it in asm.
 extern "C" {
-[[gnu::tls_model("initial-exec")]] thread_local weft::rt::Worker* weft_rt_tl_worker = nullptr;
+[[gnu::tls_model("initial-exec")]] thread_local weft::rt::WorkerBase* weft_rt_tl_worker = nullptr;
 }
 
 namespace weft::rt {
-
-#if !(defined(__x86_64__) && defined(__linux__))
-[[gnu::noinline]] Worker* current_worker() noexcept {
-  Worker* w = weft_rt_tl_worker;
-  asm volatile("" : "+r"(w));
-  return w;
-}
-#endif
 
 [[noreturn]] void die(const std::string& msg) {
   std::fprintf(stderr, "%s\n", msg.c_str());
@@ -112,12 +104,12 @@ bool stealable(const Worker* v) noexcept {
 
 Fiber* steal(Worker* w) noexcept {
   Runtime& r = *w->rt;
-  unsigned n = r.nworkers;
+  unsigned n = r.started_workers();
   if (n < 2) return nullptr;
   unsigned start = static_cast<unsigned>(next_rand(w) % n);
   for (unsigned i = 0; i < n; i++) {
     Worker* v = r.workers[(start + i) % n].get();
-    if (v == w) continue;
+    if (v == w || !v->shared) continue;  // an unshared queue is rescued by the monitor only
     if (!stealable(v)) continue;
     if (Fiber* f = v->q.steal_into(w->q)) {
       w->steals.store(w->steals.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -141,6 +133,7 @@ Fiber* steal(Worker* w) noexcept {
       if (now - r.last_poll_ns.load(std::memory_order_relaxed) > kBusyPollNs &&
           !r.poller_busy.exchange(true, std::memory_order_acquire)) {
         r.last_poll_ns.store(now, std::memory_order_relaxed);
+        r.polls.fetch_add(1, std::memory_order_relaxed);
         p->poll(Clock::time_point::min());
         r.poller_busy.store(false, std::memory_order_release);
       }
@@ -184,6 +177,7 @@ void sleep_worker(Runtime& r, Worker* w, std::int64_t deadline) noexcept {
       std::lock_guard<detail::SpinLock> g(r.idle_lock);
       w->in_poller = w->in_idle_list;
     }
+    r.polls.fetch_add(1, std::memory_order_relaxed);
     if (w->sleep_word.load(std::memory_order_acquire) == 0)
       p->poll(deadline == kNoDeadline ? Clock::time_point::max() : Clock::time_point(std::chrono::nanoseconds(deadline)));
     r.last_poll_ns.store(to_ns(Clock::now()), std::memory_order_relaxed);
@@ -211,8 +205,8 @@ Fiber* find_work(Worker* w) noexcept {
     // Spin only where there is someone to steal from: with one worker the
     // next work can only come from the poller, a timer or outside, and the
     // sleep below blocks in the poller itself.
-    if (!w->spinning && r.nworkers > 1 &&
-        2 * r.nspinning.load(std::memory_order_relaxed) < static_cast<int>(r.nworkers)) {
+    unsigned nw = r.started_workers();
+    if (!w->spinning && nw > 1 && 2 * r.nspinning.load(std::memory_order_relaxed) < static_cast<int>(nw)) {
       w->spinning = true;
       r.nspinning.fetch_add(1, std::memory_order_seq_cst);
     }
@@ -230,6 +224,7 @@ Fiber* find_work(Worker* w) noexcept {
         IdlePoller* p = round % 16 == 0 ? r.poller.load(std::memory_order_acquire) : nullptr;
         if (p) {  // every ~16 us: a poll is a system call
           if (!r.poller_busy.exchange(true, std::memory_order_acq_rel)) {
+            r.polls.fetch_add(1, std::memory_order_relaxed);
             p->poll(Clock::time_point::min());
             r.last_poll_ns.store(to_ns(Clock::now()), std::memory_order_relaxed);
             r.poller_busy.store(false, std::memory_order_release);
@@ -239,7 +234,7 @@ Fiber* find_work(Worker* w) noexcept {
             }
           }
         }
-        if (r.gq_size.load(std::memory_order_relaxed) > 0 || w->lifo) break;
+        if (r.gq_size.load(std::memory_order_relaxed) > 0 || w->lifo.load(std::memory_order_relaxed)) break;
         if (round % 4 == 3 && to_ns(Clock::now()) > spin_until) break;
         // Pace the polling (~1 us a round): every look at a victim's queue
         // pulls cache lines its owner is writing.
@@ -274,6 +269,9 @@ Fiber* find_work(Worker* w) noexcept {
 }
 
 void worker_loop(Worker* w) {
+  mark_internal_thread();
+  pthread_getcpuclockid(pthread_self(), &w->cpu_clock);
+  w->tid.store(static_cast<pid_t>(syscall(SYS_gettid)), std::memory_order_release);
   weft_rt_tl_worker = w;
   w->eh_globals = abi::__cxa_get_globals();
   w->errno_ptr = &errno;
@@ -302,7 +300,7 @@ void worker_loop(Worker* w) {
 
 Fiber* current_fiber() noexcept {
   Worker* w = current_worker();
-  return w ? w->current : nullptr;
+  return w ? w->current.load(std::memory_order_relaxed) : nullptr;
 }
 
 void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t val, std::int64_t deadline_ns) noexcept {
@@ -326,9 +324,13 @@ void make_runnable(Fiber* f) noexcept {
   Worker* w = current_worker();
   Runtime* r = f->rt;
   if (w && w->rt == r) {
-    if (w->current) {
+    if (w->current.load(std::memory_order_relaxed)) {
       // Woken by a running fiber: it runs next here (not stealable, no wake).
-      if (Fiber* old = std::exchange(w->lifo, f)) {
+      bool contended = enter_local(w);
+      Fiber* old = contended ? w->lifo.exchange(f, std::memory_order_acq_rel) : w->lifo.load(std::memory_order_relaxed);
+      if (!contended) w->lifo.store(f, std::memory_order_release);
+      leave_local(w);
+      if (old) {
         // No wake here: a chain of message passing (one fiber waking the
         // next) keeps displacing fibers into this queue, and an idle worker
         // woken for each would only drag the chain across cores. The
@@ -358,8 +360,12 @@ Parker prepare_park(WaitKind kind, const void* object) noexcept {
   f->gen++;
   f->wait_kind = kind;
   f->wait_obj = object;
-  if (f->is_thread) f->thread_wake.store(0, std::memory_order_relaxed);
-  f->sync->store((f->gen << kGenShift) | (f->unwinding ? kUnwinding : 0) | (f->is_thread ? kThread : 0),
+  if (f->is_thread) {
+    f->thread_wake.store(0, std::memory_order_relaxed);
+  } else {
+    f->park_ms = f->rt->coarse_ms.load(std::memory_order_relaxed);
+  }
+  f->sync->store((f->gen << kGenShift) | kLive | (f->unwinding ? kUnwinding : 0) | (f->is_thread ? kThread : 0),
                  std::memory_order_release);
   return Parker{f, f->sync, f->gen};
 }
@@ -433,7 +439,21 @@ bool unpark(Parker p, WakeReason reason) noexcept {
 
 bool can_spin() noexcept {
   Worker* w = current_worker();
-  return w && w->current && w->rt->nworkers > 1 && w->q.empty() && !w->lifo;
+  return w && w->current.load(std::memory_order_relaxed) && w->rt->started_workers() > 1 && w->q.empty() &&
+         !w->lifo.load(std::memory_order_relaxed);
+}
+
+void budget_exhausted() noexcept {
+  Worker* w = current_worker();
+  w->budget = kBudget;
+  Fiber* f = w->current.load(std::memory_order_relaxed);
+  // Not on a fiber (a plain thread never has a worker; the scheduler's own
+  // context spends none), or shutting down: the caller carries on.
+  if (!f || f->rt->stopping.load(std::memory_order_relaxed)) return;
+  Fiber* next = pick_local(w);
+  if (!next) return;
+  w->budget_yields.store(w->budget_yields.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  switch_to(w, f, next, Action::Yield);
 }
 
 void begin_unwinding() noexcept {
@@ -481,16 +501,22 @@ static unsigned default_workers() {
   return n ? n : 1;
 }
 
-Runtime::Runtime(const Options& opts)
-    : nworkers(opts.workers ? opts.workers : default_workers()),
-      arena(opts.stack_size ? opts.stack_size : kDefaultStack) {
+Runtime::Runtime(const Options& o)
+    : opts(o),
+      nworkers(o.workers ? o.workers : default_workers()),
+      arena(o.stack_size ? o.stack_size : kDefaultStack) {
   if (nworkers > 1024) throw std::invalid_argument("weft: Options::workers must be at most 1024");
-  if (opts.stack_size && opts.stack_size < 16 * 4096)
+  if (o.stack_size && o.stack_size < 16 * 4096)
     throw std::invalid_argument("weft: Options::stack_size must be at least 64 KiB");
-  for (unsigned i = 0; i < nworkers; i++) {
+  if (o.spare_workers > 1024) throw std::invalid_argument("weft: Options::spare_workers must be at most 1024");
+  if (o.stuck_threshold.count() < 1) throw std::invalid_argument("weft: Options::stuck_threshold must be at least 1 ms");
+  for (unsigned i = 0; i < nworkers + o.spare_workers; i++) {
     auto w = std::make_unique<Worker>();
     w->rt = this;
     w->index = i;
+    // A lone worker pops without a CAS; the monitor rescues its fibers if
+    // it gets stuck. Workers of a larger runtime, and spares, are stolen from.
+    w->shared = nworkers > 1 || i >= nworkers;
     w->rng = 0x9e3779b97f4a7c15ULL * (i + 1);
     w->stuck_at.store(UINT64_MAX, std::memory_order_relaxed);
     workers.push_back(std::move(w));
@@ -514,7 +540,7 @@ Fiber* Runtime::pop_global(Worker* w, bool batch) noexcept {
   std::lock_guard<detail::SpinLock> g(gq_lock);
   std::size_t n = gq_size.load(std::memory_order_relaxed);
   if (n == 0) return nullptr;
-  std::size_t take = batch ? std::min<std::size_t>({n, n / nworkers + 1, RunQueue::kSize / 2}) : 1;
+  std::size_t take = batch ? std::min<std::size_t>({n, n / started_workers() + 1, RunQueue::kSize / 2}) : 1;
   Fiber* first = gq_head;
   gq_head = first->next;
   for (std::size_t i = 1; i < take && gq_head; i++) {
@@ -528,7 +554,7 @@ Fiber* Runtime::pop_global(Worker* w, bool batch) noexcept {
 }
 
 void Runtime::wakep() noexcept {
-  if (nworkers == 1 && current_worker()) return;  // the only worker is the caller
+  if (started_workers() == 1 && current_worker()) return;  // the only worker is the caller
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (nspinning.load(std::memory_order_seq_cst) != 0 || nidle.load(std::memory_order_seq_cst) == 0) return;
   int zero = 0;

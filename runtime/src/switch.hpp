@@ -124,7 +124,7 @@ inline void push_local(Worker* w, Fiber* f) noexcept {
       // Wake a helper only for a real backlog: a lone parent or yielder is
       // resumed here in a moment (the monitor rescues it if not).
       push_local(w, m.subject);
-      if (w->rt->nworkers > 1 && w->q.size() > 1) [[unlikely]] w->rt->wakep();
+      if (w->shared && w->q.size() > 1) [[unlikely]] w->rt->wakep();
       break;
     case Action::Exit:
       free_slot(w, m.subject);
@@ -158,7 +158,8 @@ inline void stack_bounds(Worker* w, Fiber* f, const void** bottom, std::size_t* 
   } else {
     eh_save(w, w->sched_eh);
   }
-  w->current = to;
+  w->current.store(to, std::memory_order_relaxed);
+  w->budget = kBudget;
   w->switches.store(w->switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   bctx::fcontext_t target = to ? to->ctx : w->sched_ctx;
 #ifdef WEFT_ASAN
@@ -188,20 +189,40 @@ inline void stack_bounds(Worker* w, Fiber* f, const void** bottom, std::size_t* 
   }
 }
 
+// The owner's bracket around lifo and unshared-queue accesses (monitor.cpp
+// explains the protocol): odd local_seq while inside; the returned flag says
+// whether the monitor may be touching them too (then use atomic RMWs).
+inline bool enter_local(Worker* w) noexcept {
+  w->local_seq.store(w->local_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  return w->contended.load(std::memory_order_acquire);
+}
+inline void leave_local(Worker* w) noexcept {
+  w->local_seq.store(w->local_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+inline Fiber* take_lifo(Worker* w, bool contended) noexcept {
+  if (contended) return w->lifo.exchange(nullptr, std::memory_order_acq_rel);
+  Fiber* f = w->lifo.load(std::memory_order_acquire);
+  if (f) w->lifo.store(nullptr, std::memory_order_relaxed);
+  return f;
+}
+
 // The next fiber from this worker's own sources (no stealing, no sleeping).
 // Safe to call on a fiber's stack: it only takes leaf locks.
 inline Fiber* pick_local(Worker* w) noexcept {
   if (--w->countdown == 0 || w->timers.next_ns() != kNoDeadline) [[unlikely]]
     if (Fiber* f = pick_periodic(w)) return f;
-  if (w->lifo && w->lifo_streak < kLifoCap) {
+  bool contended = enter_local(w);
+  Fiber* f = nullptr;
+  if (w->lifo_streak < kLifoCap && (f = take_lifo(w, contended))) {
     w->lifo_streak++;
-    return std::exchange(w->lifo, nullptr);
+  } else {
+    w->lifo_streak = 0;
+    f = w->shared || contended ? w->q.pop() : w->q.pop_unshared();
+    if (!f) f = take_lifo(w, contended);
   }
-  w->lifo_streak = 0;
-  if (Fiber* f = w->rt->nworkers > 1 ? w->q.pop() : w->q.pop_unshared()) return f;
-  if (w->lifo) return std::exchange(w->lifo, nullptr);
-  if (w->rt->gq_size.load(std::memory_order_relaxed) > 0) return w->rt->pop_global(w, true);
-  return nullptr;
+  leave_local(w);
+  if (!f && w->rt->gq_size.load(std::memory_order_relaxed) > 0) f = w->rt->pop_global(w, true);
+  return f;
 }
 
 }  // namespace weft::rt

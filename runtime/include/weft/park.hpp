@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 
 namespace weft {
@@ -37,8 +38,14 @@ enum class WakeReason : std::uint8_t {
 };
 
 // What a parked fiber waits on: kept per fiber for dumps and deadlock checks.
+// The object passed to prepare_park with it: Join: the JoinStateBase; Sleep:
+// the Clock::time_point deadline (on the sleeper's stack); channels: the
+// channel core; IoRead/IoWrite: the netpoller's descriptor (described by a
+// describer the netpoller registers); others: the primitive.
+// Fibers parked on Io*, Blocking and Sleep (or with any timer armed) can be
+// woken by the world outside: the deadlock check never counts them stuck.
 enum class WaitKind : std::uint8_t {
-  None, Join, Mutex, CondVar, WaitGroup, Sleep, ChanSend, ChanRecv, Select, Io, Blocking, Other
+  None, Join, Mutex, CondVar, WaitGroup, Sleep, ChanSend, ChanRecv, Select, Io, Blocking, Other, IoRead, IoWrite
 };
 
 namespace rt {
@@ -77,6 +84,61 @@ bool can_spin() noexcept;
 
 // The current fiber, or nullptr on a plain thread.
 Fiber* current_fiber() noexcept;
+
+// Writes a short description of what `object` is for a parked fiber's dump
+// entry (e.g. "fd 7"); registered by the part that parks with that kind.
+// Marks the calling thread as weft's own (a blocking-pool thread, say) until
+// it exits: the deadlock check counts any other thread that appeared after
+// run() began as a possible waker and then never reports a deadlock.
+void mark_internal_thread() noexcept;
+
+using WaitDescriber = void (*)(WaitKind kind, const void* object, char* buf, std::size_t size) noexcept;
+void set_wait_describer(WaitKind kind, WaitDescriber fn) noexcept;
+
+// ---- the cooperative budget --------------------------------------------------
+// A fiber whose operations keep completing without parking (a channel that
+// always has room, an uncontended mutex, a socket that always has data)
+// would otherwise never let the other fibers of its worker run. Each such
+// completion spends one unit of a per-run budget (reset whenever a fiber is
+// switched in); when it runs out the fiber yields to what is queued
+// locally, as Tokio's coop budget does. Call spend_budget() after the
+// operation, with no lock held. Never throws.
+struct WorkerBase {
+  std::int32_t budget = 0;
+};
+inline constexpr std::int32_t kBudget = 128;
+void budget_exhausted() noexcept;
+
+}  // namespace rt
+}  // namespace weft
+
+// The running worker (internal.hpp explains the asm: no TLS address may be
+// cached across a switch, and a fiber may migrate at any park).
+extern "C" [[gnu::tls_model("initial-exec")]] thread_local weft::rt::WorkerBase* weft_rt_tl_worker;
+
+namespace weft {
+namespace rt {
+
+inline WorkerBase* current_worker_base() noexcept {
+#if defined(__x86_64__) && defined(__linux__)
+  WorkerBase* w;
+  asm volatile(
+      "movq weft_rt_tl_worker@gottpoff(%%rip), %0\n\t"
+      "movq %%fs:(%0), %0"
+      : "=r"(w));
+  return w;
+#else
+  WorkerBase* w = weft_rt_tl_worker;
+  asm volatile("" : "+r"(w));  // not cached across a switch
+  return w;
+#endif
+}
+
+inline void spend_budget() noexcept {
+  WorkerBase* w = current_worker_base();
+  if (w && --w->budget <= 0) [[unlikely]]
+    budget_exhausted();
+}
 
 // Called by primitives after they cleaned up from a WakeReason::Cancel wake:
 // throws the runtime's (non-std::exception) unwind marker. Do not swallow it.

@@ -22,6 +22,10 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iosfwd>
+#include <source_location>
+#include <string_view>
+#include <vector>
 #include <new>
 #include <optional>
 #include <stdexcept>
@@ -37,7 +41,64 @@ namespace weft {
 struct Options {
   unsigned workers = 0;         // OS threads; 0: $WEFT_WORKERS, else hardware_concurrency()
   std::size_t stack_size = 0;   // max stack per fiber (virtual); 0: library default (256 KiB)
+  // The monitor (HACKING.md "The monitor"): a worker that runs one fiber
+  // longer than stuck_threshold without switching is reported once on
+  // stderr and the fibers queued behind it move to other workers; when
+  // every worker is stuck it starts a spare worker thread, at most
+  // spare_workers of them over the runtime's life.
+  std::chrono::milliseconds stuck_threshold{10};
+  unsigned spare_workers = 4;
+  // When every fiber is parked and nothing can wake any of them, run()
+  // prints "weft: all fibers are asleep - deadlock!" and the fiber dump on
+  // stderr, unwinds every fiber and throws weft::Deadlock; or aborts.
+  enum class OnDeadlock : std::uint8_t { Throw, Abort } on_deadlock = OnDeadlock::Throw;
+  // Print the fiber dump (weft::dump) on stderr when the process gets SIGQUIT.
+  bool dump_on_sigquit = false;
 };
+
+// Thrown by run() when every fiber was parked with nothing able to wake them.
+struct Deadlock : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A fiber's name for dumps and monitor reports: go(Named{"acceptor"}, f, args...).
+// Up to 31 bytes are kept.
+struct Named {
+  std::string_view name;
+};
+
+// Runtime counters (weft::stats()). Counters are sums over the workers
+// since the runtime started; read while it runs, they are a snapshot of
+// values that keep moving.
+struct Stats {
+  std::uint64_t fibers_live = 0, fibers_spawned = 0;
+  std::uint64_t switches = 0, steals = 0, parks = 0, polls = 0;
+  std::uint64_t budget_yields = 0;   // yields forced by the cooperative budget
+  std::uint64_t stuck_reports = 0;   // fibers the monitor reported for hogging a worker
+  std::size_t stack_reserved = 0;    // bytes of address space held for stacks
+  std::size_t stack_committed = 0;   // bytes of stack memory resident
+  unsigned spare_workers = 0;        // spare worker threads started by the monitor
+  enum class WorkerState : std::uint8_t { Running, Searching, Idle, Polling };
+  struct Worker {
+    WorkerState state = WorkerState::Idle;
+    std::uint64_t fiber = 0;         // the running fiber's id (Running)
+    std::uint64_t switches = 0;
+    bool spare = false;
+    bool stuck = false;              // the monitor found it running one fiber too long
+  };
+  std::vector<Worker> workers;
+};
+
+// Counters of the current runtime. Call on one of its fibers (std::logic_error otherwise).
+Stats stats();
+
+// Writes one entry per live fiber of the current runtime: id, name, state
+// (running / runnable / parked), what a parked fiber waits on and for how
+// long, its spawn site, and, where the build keeps frame pointers, a
+// backtrace of each parked fiber. HACKING.md shows how to read it. Call on
+// a fiber (std::logic_error otherwise). Other fibers keep running: entries
+// of fibers that change state meanwhile are best effort.
+void dump(std::ostream& out);
 
 namespace detail {
 
@@ -81,7 +142,7 @@ struct SpawnSlot {
   void* storage;    // room for the fiber's closure
   std::uint64_t id;
 };
-SpawnSlot spawn_begin(std::size_t size, std::size_t align);
+SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name, const std::source_location& site);
 // Starts the fiber. When called on a fiber, the child runs at once and the
 // caller is queued to continue right after (see scheduler.cpp for why).
 void spawn_commit(rt::Fiber* f, void (*entry)(void*)) noexcept;
@@ -89,7 +150,7 @@ void spawn_abort(rt::Fiber* f) noexcept;
 
 // Runs `entry(arg)` as the main fiber of a new runtime and returns once it
 // and every other fiber have ended.
-void run_main(const Options& opts, void (*entry)(void*), void* arg);
+void run_main(const Options& opts, void (*entry)(void*), void* arg, const std::source_location& site);
 
 template <class R, class Fn>
 void store_result(JoinState<R>* st, Fn&& fn) noexcept {
@@ -154,7 +215,8 @@ class JoinHandle {
 // Starts a runtime, runs main as its first fiber and returns its result (or
 // rethrows its exception) once every fiber has ended.
 template <class F>
-auto run(F&& main, Options opts = {}) -> std::invoke_result_t<F&> {
+auto run(F&& main, Options opts = {}, std::source_location site = std::source_location::current())
+    -> std::invoke_result_t<F&> {
   using R = std::invoke_result_t<F&>;
   detail::JoinState<R> st;
   struct Ctx {
@@ -167,16 +229,19 @@ auto run(F&& main, Options opts = {}) -> std::invoke_result_t<F&> {
         auto* c = static_cast<Ctx*>(p);
         detail::store_result(c->st, [c]() -> R { return std::invoke(*c->f); });
       },
-      &ctx);
+      &ctx, site);
   if (st.error) std::rethrow_exception(st.error);
   if constexpr (!std::is_void_v<R>) return std::move(*st.value);
 }
 
-// Starts a fiber running f(args...) (decayed copies, invoked as rvalues, as
-// std::thread does) on the current runtime. Must be called on a fiber.
+namespace detail {
+
 template <class F, class... A>
-auto go(F&& f, A&&... args) {
-  using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
+using Result = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
+
+template <class F, class... A>
+JoinHandle<Result<F, A...>> go_impl(std::string_view name, const std::source_location& site, F&& f, A&&... args) {
+  using R = Result<F, A...>;
   struct Closure {
     std::decay_t<F> fn;
     std::tuple<std::decay_t<A>...> args;
@@ -192,7 +257,7 @@ auto go(F&& f, A&&... args) {
   auto* st = new detail::JoinState<R>();
   detail::SpawnSlot slot;
   try {
-    slot = detail::spawn_begin(sizeof(Closure), alignof(Closure));
+    slot = detail::spawn_begin(sizeof(Closure), alignof(Closure), name, site);
   } catch (...) {
     delete st;
     throw;
@@ -209,12 +274,8 @@ auto go(F&& f, A&&... args) {
   return JoinHandle<R>(st);
 }
 
-// Starts a detached fiber running f(args...): go() without a JoinHandle, and
-// without the handle's shared state (one allocation less; a parked detached
-// fiber costs its stack page only). An exception escaping it ends the
-// process with a message naming the fiber, as a panic does in Go.
 template <class F, class... A>
-void spawn(F&& f, A&&... args) {
+void spawn_impl(std::string_view name, const std::source_location& site, F&& f, A&&... args) {
   struct Closure {
     std::decay_t<F> fn;
     std::tuple<std::decay_t<A>...> args;
@@ -229,7 +290,7 @@ void spawn(F&& f, A&&... args) {
       c->~Closure();
     }
   };
-  detail::SpawnSlot slot = detail::spawn_begin(sizeof(Closure), alignof(Closure));
+  detail::SpawnSlot slot = detail::spawn_begin(sizeof(Closure), alignof(Closure), name, site);
   try {
     ::new (slot.storage) Closure{std::forward<F>(f), {std::forward<A>(args)...}};
   } catch (...) {
@@ -238,6 +299,50 @@ void spawn(F&& f, A&&... args) {
   }
   detail::spawn_commit(slot.fiber, &Closure::run);
 }
+
+}  // namespace detail
+
+// Starts a fiber running f(args...) (decayed copies, invoked as rvalues, as
+// std::thread does) on the current runtime, and returns its JoinHandle. Must
+// be called on a fiber. go(Named{"name"}, f, args...) names the fiber.
+//
+// go is a class template used through its deduction guides, so that the
+// spawn site (std::source_location, shown in dumps) can be a defaulted
+// parameter after the pack; `weft::go(f)` reads and behaves as a function
+// call whose result is a JoinHandle<R> (go derives from it and converts to
+// it: `JoinHandle<int> h = go(f);` and `auto h = go(f);` both work).
+template <class F, class... A>
+struct go : JoinHandle<detail::Result<F, A...>> {
+  using Handle = JoinHandle<detail::Result<F, A...>>;
+  go(F&& f, A&&... args, std::source_location site = std::source_location::current())
+      : Handle(detail::go_impl({}, site, std::forward<F>(f), std::forward<A>(args)...)) {}
+  go(Named n, F&& f, A&&... args, std::source_location site = std::source_location::current())
+      : Handle(detail::go_impl(n.name, site, std::forward<F>(f), std::forward<A>(args)...)) {}
+  using Handle::operator=;
+};
+template <class F, class... A>
+go(F&&, A&&...) -> go<F, A...>;
+template <class F, class... A>
+go(Named, F&&, A&&...) -> go<F, A...>;
+
+// Starts a detached fiber running f(args...): go() without a JoinHandle, and
+// without the handle's shared state (one allocation less; a parked detached
+// fiber costs its stack page only). An exception escaping it ends the
+// process with a message naming the fiber, as a panic does in Go.
+// spawn(Named{"name"}, f, args...) names it. A class for the same reason as go.
+template <class F, class... A>
+struct spawn {
+  spawn(F&& f, A&&... args, std::source_location site = std::source_location::current()) {
+    detail::spawn_impl({}, site, std::forward<F>(f), std::forward<A>(args)...);
+  }
+  spawn(Named n, F&& f, A&&... args, std::source_location site = std::source_location::current()) {
+    detail::spawn_impl(n.name, site, std::forward<F>(f), std::forward<A>(args)...);
+  }
+};
+template <class F, class... A>
+spawn(F&&, A&&...) -> spawn<F, A...>;
+template <class F, class... A>
+spawn(Named, F&&, A&&...) -> spawn<F, A...>;
 
 // True when called on a weft fiber.
 bool in_fiber() noexcept;
