@@ -10,7 +10,7 @@
 // ---- The program ------------------------------------------------------------
 // The input is a byte string: byte 0 picks the element type (bit 0: int, or
 // the move-only std::unique_ptr<int>); then each step is an opcode byte
-// (value % 10) and its operands (a missing byte reads as 0; at most 200 steps):
+// (value % 11) and its operands (a missing byte reads as 0; at most 200 steps):
 //   0 make     cap (byte % 5)                 a new channel (at most 4)
 //   1 send     actor, chan                    actor sends a fresh value
 //   2 recv     actor, chan                    actor receives once
@@ -22,12 +22,15 @@
 //   8 close    chan                           the driver
 //   9 select   spec                           the driver; always with otherwise()
 //                                             unless it has an after(0)
+//  10 sleep                                   the driver sleeps 1 ms (lets
+//                                             after(1 ms) fire; once per input)
 // actor byte: slot = byte % 6; a new actor is started with weft::go when
 // (byte / 6) is odd, else with weft::spawn. A step for a busy actor (parked
 // in an operation) is skipped. chan byte: v = byte % 9; 8 (or no channel yet)
 // is the nil channel, else channel v % channels. select spec: a byte n
-// (cases = 1 + n % 4, after = n / 4 % 3: none / after(0) / after(1 h),
-// otherwise() when n / 12 is odd), then per case a byte c: a send case when
+// (cases = 1 + n % 4, after = n / 4 % 4: none / after(0) / after(1 h) /
+// after(1 ms),
+// otherwise() when n / 16 is odd), then per case a byte c: a send case when
 // c is odd, on chan byte c / 2. Every value sent is a fresh unique id (1, 2,
 // ...), so a value lost, duplicated or misrouted shows.
 //
@@ -61,7 +64,10 @@
 //   select: a recv case is ready if a value is buffered, a sender is parked
 //     or the channel is closed; a send case if the channel is closed, a
 //     receiver is parked or the buffer has room; after(0) is always ready,
-//     after(1 h) and nil cases never. If some case is ready, the one the
+//     after(1 h) and nil cases never. after(1 ms) depends on the clock: the
+//     model accepts "select after" from such a select at any time, before
+//     or after it parked (see timed-out selects below). If some case is
+//     ready, the one the
 //     implementation chose must be among them, and the model then follows
 //     that one (a send case on a closed channel throws ChanClosed: the model
 //     accepts it if any ready send case is on a closed channel). otherwise()
@@ -76,6 +82,12 @@
 //   cases on the channel: they throw).
 //   Blocking operations in actors complete in the model only when a peer
 //   completes them, in FIFO order of the queues.
+//   Timed-out selects (after(1 ms)): the timer wakes the select, which then
+//   claims itself unless a peer's operation claimed a case first (the
+//   peer then wins, even if the timer had already fired). Its report tells
+//   which happened. So a parked entry whose actor has reported "select
+//   after" is dead: the model drops it (and the actor's other entries)
+//   wherever it meets one (readiness, dequeue), and at the end of each step.
 // Free-running actors (range, sendn) continue after a wake without waiting
 // for the driver: the model runs the actor that is running until it parks,
 // then the woken ones in the order woken. That order is a scheduling choice
@@ -161,7 +173,7 @@ struct CaseSpec {
 struct SelSpec {
   int n = 0;
   CaseSpec c[kMaxCases];
-  int after = 0;  // 0 none, 1 after(0), 2 after(1 h)
+  int after = 0;  // 0 none, 1 after(0), 2 after(1 h), 3 after(1 ms)
   bool dflt = false;
 };
 
@@ -209,13 +221,13 @@ template <class T, class... Cs>
 std::size_t sel_finish(SelRun<T>& r, Cs&&... cs) {
   using namespace std::chrono_literals;
   FireH<T> a{&r, kFiredAfter}, d{&r, kFiredDefault};
-  switch (r.spec->after * 2 + (r.spec->dflt ? 1 : 0)) {
+  static constexpr std::chrono::nanoseconds kAfter[] = {0ns, 0ns, 1h, 1ms};
+  std::chrono::nanoseconds t = kAfter[r.spec->after];
+  switch ((r.spec->after ? 2 : 0) + (r.spec->dflt ? 1 : 0)) {
     case 0: return weft::select(std::forward<Cs>(cs)...);
     case 1: return weft::select(std::forward<Cs>(cs)..., weft::otherwise(d));
-    case 2: return weft::select(std::forward<Cs>(cs)..., weft::after(0ns, a));
-    case 3: return weft::select(std::forward<Cs>(cs)..., weft::after(0ns, a), weft::otherwise(d));
-    case 4: return weft::select(std::forward<Cs>(cs)..., weft::after(1h, a));
-    default: return weft::select(std::forward<Cs>(cs)..., weft::after(1h, a), weft::otherwise(d));
+    case 2: return weft::select(std::forward<Cs>(cs)..., weft::after(t, a));
+    default: return weft::select(std::forward<Cs>(cs)..., weft::after(t, a), weft::otherwise(d));
   }
 }
 
@@ -405,6 +417,8 @@ class Interp {
     if (sent_ != received_) fail("values sent (%zu) and received (%zu) differ", sent_.size(), received_.size());
     w_->stop = true;
     settle();
+    for (int a = 0; a < kActors; a++)
+      if (timed_out(a)) reap(a);
     for (int a = 0; a < kActors; a++) {
       if (act_[a].st == St::Idle && !w_->box[a].exited) fail("idle actor %d did not stop", a);
       if (act_[a].st == St::Busy && w_->box[a].exited) fail("parked actor %d exited", a);
@@ -445,7 +459,8 @@ class Interp {
       if (s.c[i].send) r += ", " + std::to_string(s.c[i].val);
       r += ")";
     }
-    if (s.after) r += s.after == 1 ? ", after(0)" : ", after(1h)";
+    static const char* const afters[] = {"", ", after(0)", ", after(1h)", ", after(1ms)"};
+    r += afters[s.after];
     if (s.dflt) r += ", otherwise";
     return r + ")";
   }
@@ -460,8 +475,8 @@ class Interp {
     SelSpec s;
     std::uint8_t n = in_.u8();
     s.n = 1 + n % kMaxCases;
-    s.after = n / 4 % 3;
-    s.dflt = n / 12 % 2 == 1 || (driver && s.after != 1);  // the driver never parks
+    s.after = n / 4 % 4;
+    s.dflt = n / 16 % 2 == 1 || (driver && s.after != 1);  // the driver never parks
     for (int i = 0; i < s.n; i++) {
       std::uint8_t c = in_.u8();
       s.c[i].send = c % 2 == 1;
@@ -473,7 +488,14 @@ class Interp {
   weft::Chan<T> chan(int c) const { return c < 0 ? weft::Chan<T>() : ch_[c]; }
 
   void do_step() {
-    std::uint8_t op = in_.u8() % 10;
+    std::uint8_t op = in_.u8() % 11;
+    if (op == 10) {
+      if (++sleeps_ > 1) return note("sleep (skipped: one per input)");
+      note("sleep 1 ms");
+      weft::this_fiber::sleep_for(std::chrono::milliseconds(1));
+      settle();
+      return end_step();
+    }
     if (op == 0) {
       std::size_t cap = in_.u8() % 5;
       if (ch_.size() >= kMaxChans) return note("make (skipped: %d channels)", kMaxChans);
@@ -606,6 +628,8 @@ class Interp {
       advance(a);
     }
     for (int a = 0; a < kActors; a++)
+      if (timed_out(a)) reap(a);
+    for (int a = 0; a < kActors; a++)
       if (!w_->box[a].obs.empty())
         fail("actor %d reported '%s', which the model did not predict (it should be %s)", a,
              str(w_->box[a].obs.front()).c_str(), act_[a].st == St::Busy ? "parked" : "idle");
@@ -660,16 +684,38 @@ class Interp {
   // of c's queues when `both`: close).
   int dequeue(int c, bool sendq, bool both, std::vector<Entry>* es) {
     std::deque<Entry>& q = sendq ? m_[c].sendq : m_[c].recvq;
+    while (!q.empty() && timed_out(q.front().actor)) reap(q.front().actor);
     if (q.empty()) return -1;
     int a = q.front().actor;
     for (std::deque<Entry>* qq : {&m_[c].recvq, &m_[c].sendq})
       if (qq == &q || both)
         for (const Entry& e : *qq)
           if (e.actor == a) es->push_back(e);
+    unlink(a);
+    return a;
+  }
+  void unlink(int a) {
     for (MChan& mc : m_)
       for (std::deque<Entry>* qq : {&mc.recvq, &mc.sendq})
         qq->erase(std::remove_if(qq->begin(), qq->end(), [a](const Entry& e) { return e.actor == a; }), qq->end());
-    return a;
+  }
+
+  // Actor a parked in a select with after(1 ms), and that timer won: its
+  // report says so. Its entries are dead.
+  bool timed_out(int a) const {
+    const MActor& m = act_[a];
+    const auto& q = w_->box[a].obs;
+    return m.st == St::Busy && m.op == Op::Select && m.sel.after == 3 && !q.empty() && q.front().ev == Ev::SelAfter;
+  }
+  void reap(int a) {
+    w_->box[a].obs.pop_front();
+    unlink(a);
+    finish(a);
+  }
+  bool live(const std::deque<Entry>& q) const {
+    for (const Entry& e : q)
+      if (!timed_out(e.actor)) return true;
+    return false;
   }
 
   enum class How { Hand, Take, Close };  // a gets value v / a's value is taken / c closed
@@ -775,8 +821,8 @@ class Interp {
   bool case_ready(const CaseSpec& cs) const {
     if (cs.ch < 0) return false;
     const MChan& mc = m_[cs.ch];
-    if (cs.send) return mc.closed || !mc.recvq.empty() || mc.buf.size() < mc.cap;
-    return mc.closed || !mc.buf.empty() || !mc.sendq.empty();
+    if (cs.send) return mc.closed || live(mc.recvq) || mc.buf.size() < mc.cap;
+    return mc.closed || !mc.buf.empty() || live(mc.sendq);
   }
 
   // A select by actor a (its report is the observation) or by the driver
@@ -786,7 +832,9 @@ class Interp {
     for (int i = 0; i < s.n; i++) any = any || case_ready(s.c[i]);
     if (!any && !s.dflt) {
       if (a < 0) fail("driver select would park");
-      return park(a);
+      park(a);
+      if (timed_out(a)) reap(a);  // it parked, and its after(1 ms) fired already
+      return;
     }
     Obs o = a >= 0 ? take_obs(a, any ? "select to complete at once" : "select otherwise") : *seen;
     auto bad = [&](const char* why) { fail("select: got '%s', but %s", str(o).c_str(), why); };
@@ -794,8 +842,8 @@ class Interp {
       case Ev::SelDefault:
         if (any) bad("a case was ready");
         break;
-      case Ev::SelAfter:
-        if (s.after != 1) bad("its after() cannot have fired");
+      case Ev::SelAfter:  // after(0), or after(1 ms) if that passed during the select
+        if (s.after != 1 && s.after != 3) bad("its after() cannot have fired");
         break;
       case Ev::SelThrow: {
         bool ok = false;
@@ -864,7 +912,7 @@ class Interp {
   std::set<Val> sent_, received_;
   std::vector<std::string> trace_;
   Val next_val_ = 1;
-  int step_ = 0;
+  int step_ = 0, sleeps_ = 0;
 };
 
 }  // namespace

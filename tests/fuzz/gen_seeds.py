@@ -26,8 +26,8 @@ def recv(a, ch, go=False):
 
 
 def spec(cases, after=0, dflt=False):
-    # cases: [("r"|"s", chan byte)]; after: 0 none, 1 after(0), 2 after(1h)
-    n = (len(cases) - 1) + 4 * after + 12 * int(dflt)
+    # cases: [("r"|"s", chan byte)]; after: 0 none, 1 after(0), 2 after(1h), 3 after(1ms)
+    n = (len(cases) - 1) + 4 * after + 16 * int(dflt)
     return [n] + [ch * 2 + (1 if k == "s" else 0) for k, ch in cases]
 
 
@@ -57,6 +57,10 @@ def close(ch):
 
 def dselect(cases, after=0):  # the driver's: otherwise unless after(0)
     return [9] + spec(cases, after)
+
+
+def sleep():
+    return [10]
 
 
 def prog(move_only, *steps):
@@ -106,6 +110,13 @@ SEEDS = {
     "select-timer": prog(True, make(0), select(0, [("r", 0), ("r", NIL)], after=2),
                          select(1, [("s", NIL)], after=2), try_send(0),
                          select(2, [("s", 0)], after=2, dflt=True), select(3, [("r", 0)], after=1)),
+    # Selects with after(1ms), parked: the timer fires during the sleeps, or a
+    # peer's operation wins first.
+    "select-timeout": prog(False, make(0), make(1), select(0, [("r", 0)], after=3),
+                           select(1, [("s", 0), ("r", 1)], after=3), try_send(0), sleep(),
+                           select(2, [("s", 1), ("s", 1)], after=3), try_send(1), try_recv(1),
+                           select(3, [("r", 0), ("r", NIL)], after=3), try_send(0), try_recv(0),
+                           dselect([("r", 0)], after=3)),
     # Range and sendn ping-pong on an unbuffered channel, then close ends the range.
     "range-sendn-unbuf": prog(False, make(0), range_(0, 0), sendn(1, 0, 4), try_send(0),
                               sendn(2, 0, 4), sendn(3, 0, 2), recv(4, 0), close(0)),
