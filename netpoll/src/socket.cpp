@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <mutex>
 #include <string>
 
 #include "addr.hpp"
@@ -302,8 +303,16 @@ TcpStream TcpListener::accept() {
     }
     if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
       // Out of descriptors or memory: the pending connection stays queued.
-      // Sleep (parking only this fiber) and retry, backing off to 1 s.
-      this_fiber::sleep_for(backoff);
+      // Sleep (parking only this fiber) and retry, backing off to 1 s, but
+      // never past the accept deadline, which no poller wait checks here.
+      Clock::time_point deadline;
+      {
+        std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+        deadline = pd->rd.expired ? Clock::time_point::min() : pd->rd.deadline;
+      }
+      auto now = Clock::now();
+      if (deadline <= now) throw Timeout("weft: accept: deadline exceeded");
+      this_fiber::sleep_until(deadline - now < backoff ? deadline : now + backoff);
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
       continue;
     }

@@ -337,6 +337,46 @@ TEST_P(Fault, AcceptUnderEmfileBacksOffAndResumes) {
       ::testing::ExitedWithCode(0), "stall: ");
 }
 
+// An accept deadline holds while accept is backing off from EMFILE (a
+// server that wakes periodically to check for shutdown must not hang until
+// descriptors free up). In a child, with alarm() turning a hang into a
+// failure.
+TEST_P(Fault, AcceptDeadlineHoldsUnderEmfile) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const unsigned workers = GetParam();
+  EXPECT_EXIT(
+      {
+        ::alarm(10);
+        int rc = weft::run(
+            [] {
+              auto ln = TcpListener::listen("127.0.0.1:0");
+              auto client = TcpStream::connect(ln.local_addr());  // pending in the backlog
+              rlimit rl{};
+              getrlimit(RLIMIT_NOFILE, &rl);
+              rl.rlim_cur = 64;
+              if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return 10;
+              std::vector<int> hog;
+              hog.reserve(64);
+              for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) hog.push_back(fd);
+              auto t0 = Clock::now();
+              ln.set_deadline(t0 + 100ms);
+              int rc = 11;
+              try {
+                ln.accept();
+              } catch (const weft::Timeout&) {
+                rc = Clock::now() - t0 >= 100ms ? 0 : 12;
+              }
+              for (int fd : hog) ::close(fd);
+              ln.set_deadline(Clock::time_point::max());
+              if (rc == 0) ln.accept();  // and accepting works again
+              return rc;
+            },
+            {.workers = workers});
+        std::_Exit(rc);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, Fault, ::testing::Values(1u, 2u), [](const auto& info) {
   return std::string("w") + std::to_string(info.param);
 });
