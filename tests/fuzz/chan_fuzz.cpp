@@ -28,10 +28,9 @@
 // (byte / 6) is odd, else with weft::spawn. A step for a busy actor (parked
 // in an operation) is skipped. chan byte: v = byte % 9; 8 (or no channel yet)
 // is the nil channel, else channel v % channels. select spec: a byte n
-// (cases = 1 + n % 4, after = n / 4 % 4: none / after(0) / after(1 h) /
-// after(1 ms),
-// otherwise() when n / 16 is odd), then per case a byte c: a send case when
-// c is odd, on chan byte c / 2. Every value sent is a fresh unique id (1, 2,
+// (cases = 1 + n % 4; after = n / 4 % 4: none / after(0) / after(1 h) /
+// after(1 ms); otherwise() when n / 16 is odd), then per case a byte c: a
+// send case when c is odd, on chan byte c / 2. Every value sent is a fresh unique id (1, 2,
 // ...), so a value lost, duplicated or misrouted shows.
 //
 // ---- How it runs ------------------------------------------------------------
@@ -43,9 +42,14 @@
 // each step the driver settles: it yields until a progress counter (bumped on
 // every command taken and every report) stays still for three rounds in a
 // row; a fiber woken during the step sits in the one run queue, ahead of or
-// behind the driver, and makes progress in the same or the next round. Then
-// the model replays the step, consuming the reports: a report it did not
-// predict, or a prediction with no report, is a mismatch.
+// behind the driver, and makes progress in the same or the next round (if
+// the monitor moved queued fibers to the global queue, the worker takes
+// them as soon as its local queue is empty, which it is whenever the driver
+// yields with nothing else queued). Then the model replays the step,
+// consuming the reports: a report it did not predict, or a prediction with
+// no report, is a mismatch. No fiber completes more than a handful of
+// operations per run, far below the cooperative budget that would make it
+// yield in the middle of a step.
 //
 // ---- The model (Go's semantics, as weft promises them in API.md) ------------
 // A channel: capacity, closed flag, FIFO buffer, FIFO queues of parked
@@ -67,9 +71,8 @@
 //     after(1 h) and nil cases never. after(1 ms) depends on the clock: the
 //     model accepts "select after" from such a select at any time, before
 //     or after it parked (see timed-out selects below). If some case is
-//     ready, the one the
-//     implementation chose must be among them, and the model then follows
-//     that one (a send case on a closed channel throws ChanClosed: the model
+//     ready, the one the implementation chose must be among them, and the
+//     model then follows that one (a send case on a closed channel throws ChanClosed: the model
 //     accepts it if any ready send case is on a closed channel). otherwise()
 //     only when nothing is ready. Else the select parks in every queue. Its
 //     handler runs once, for the chosen case only; a send case not chosen
