@@ -112,6 +112,7 @@ void chan_send(ChanCore* c, void* src) {
     case Ready::Done:
       c->lock.unlock();
       if (wake.sync) rt::unpark(wake);
+      rt::spend_budget();  // completed without parking (park.hpp: the budget)
       return;
     case Ready::Closed:
       c->lock.unlock();
@@ -130,9 +131,11 @@ bool chan_recv(ChanCore* c, void* out) {
     case Ready::Done:
       c->lock.unlock();
       if (wake.sync) rt::unpark(wake);
+      rt::spend_budget();
       return true;
     case Ready::Closed:
       c->lock.unlock();
+      rt::spend_budget();
       return false;
     case Ready::No:
       break;
@@ -154,6 +157,7 @@ bool chan_recv(ChanCore* c, void* out) {
 bool chan_try_send(ChanCore* c, void* src) {
   bool not_ready = c->cap == 0 ? c->recvq.head.load(std::memory_order_acquire) == nullptr
                                : c->count.load(std::memory_order_acquire) == c->cap;
+  rt::spend_budget();  // a loop of try_send must not starve the worker either
   if (not_ready && !c->closed.load(std::memory_order_relaxed)) return false;
   rt::Parker wake;
   c->lock.lock();
@@ -174,6 +178,7 @@ bool chan_try_send(ChanCore* c, void* src) {
 // that a send which happens-before this call (through any synchronisation)
 // is visible to this load, since its store to count/head happened-before.
 bool chan_try_recv(ChanCore* c, void* out) noexcept {
+  rt::spend_budget();
   bool empty = c->cap == 0 ? c->sendq.empty_relaxed() : c->count.load(std::memory_order_relaxed) == 0;
   if (empty) return false;
   rt::Parker wake;

@@ -154,6 +154,7 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
     if (r == Ready::No) continue;
     if (wake.sync) rt::unpark(wake);
     if (r == Ready::Closed && w.kind == ChanWaiter::Send) throw_closed("weft: send on closed channel");
+    rt::spend_budget();  // ready without parking (park.hpp: the budget)
     return {SelectResult::Chan, r == Ready::Done, w.index};
   }
 
@@ -172,12 +173,14 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
     locks.unlock();
     if (wake.sync) rt::unpark(wake);
     if (r == Ready::Closed && w.kind == ChanWaiter::Send) throw_closed("weft: send on closed channel");
+    rt::spend_budget();  // ready without parking (park.hpp: the budget)
     return {SelectResult::Chan, r == Ready::Done, w.index};
   }
 
   // 3. Nothing ready.
   if (has_default) {
     locks.unlock();
+    rt::spend_budget();
     return {SelectResult::Default, false, 0};
   }
   WaitCtx ctx;

@@ -209,7 +209,10 @@ std::size_t TcpStream::read(std::span<char> buf) {
       do n = ::recv(fd_, buf.data(), buf.size(), 0);
       while (n < 0 && errno == EINTR);
     }
-    if (n >= 0) return static_cast<std::size_t>(n);
+    if (n >= 0) {
+      rt::spend_budget();  // a socket that always has data must not starve the worker
+      return static_cast<std::size_t>(n);
+    }
     if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "read");
     wait_read("read");
   }
@@ -225,7 +228,10 @@ std::size_t TcpStream::write(std::span<const char> buf) {
       do n = ::send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL);
       while (n < 0 && errno == EINTR);
     }
-    if (n >= 0) return static_cast<std::size_t>(n);
+    if (n >= 0) {
+      rt::spend_budget();
+      return static_cast<std::size_t>(n);
+    }
     if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "write");
     wait_write("write");
   }
@@ -294,6 +300,7 @@ TcpStream TcpListener::accept() {
     if (fd >= 0) {
       TcpStream s(fd);
       s.set_nodelay(true);
+      rt::spend_budget();
       return s;
     }
     int e = errno;
@@ -372,6 +379,7 @@ std::size_t UdpSocket::recv_from(std::span<char> buf, std::string* from) {
     }
     if (n >= 0) {
       if (from) *from = detail::format(reinterpret_cast<sockaddr*>(&ss));
+      rt::spend_budget();
       return static_cast<std::size_t>(n);
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "recv_from");

@@ -220,7 +220,7 @@ auto run(F&& main, Options opts = {}, std::source_location site = std::source_lo
   using R = std::invoke_result_t<F&>;
   detail::JoinState<R> st;
   struct Ctx {
-    F* f;
+    std::remove_reference_t<F>* f;  // run(lvalue) deduces F as a reference
     detail::JoinState<R>* st;
   } ctx{&main, &st};
   detail::run_main(

@@ -79,7 +79,10 @@ class Mutex {
 
   void lock() {
     std::uint32_t expected = 0;
-    if (state_.compare_exchange_weak(expected, kLocked, std::memory_order_acquire, std::memory_order_relaxed)) return;
+    if (state_.compare_exchange_weak(expected, kLocked, std::memory_order_acquire, std::memory_order_relaxed)) {
+      rt::spend_budget();  // an uncontended lock in a loop must not starve the worker
+      return;
+    }
     lock_slow();
   }
   bool try_lock() noexcept;
