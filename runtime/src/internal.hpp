@@ -15,6 +15,13 @@
 //   worker it wakes (Go's rule), so at most one wake is in flight per spinner.
 // - live fibers = sum(spawned) - sum(exited) over the workers, plus the main
 //   fiber until it ends (counted in ext_spawned).
+// - Worker::lifo, and the run queue of an unshared worker (the lone worker
+//   of a one-worker runtime), are touched by their owner only, inside a
+//   local_seq bracket, except by the monitor's rescue, which follows the
+//   membarrier protocol in monitor.cpp.
+// - workers holds nworkers + spare_workers Worker objects from the start;
+//   only the first nstarted have threads (the monitor starts spares, and
+//   publishes each with a release store of nstarted once it is ready).
 #pragma once
 
 #include <sys/types.h>
