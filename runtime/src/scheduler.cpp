@@ -601,7 +601,7 @@ bool Runtime::work_available() const noexcept {
   // Only what an idle worker could take: counting a busy worker's lone
   // queued fiber would keep idle workers spinning forever beside it.
   for (auto& w : workers)
-    if (stealable(w.get())) return true;
+    if (w->shared && stealable(w.get())) return true;  // an unshared queue is the monitor's to rescue
   std::int64_t now = to_ns(Clock::now());
   for (auto& w : workers)
     if (w->timers.next_ns() <= now) return true;
