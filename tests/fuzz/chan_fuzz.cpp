@@ -34,8 +34,9 @@
 // ...), so a value lost, duplicated or misrouted shows.
 //
 // ---- How it runs ------------------------------------------------------------
-// weft::run(..., {.workers = 1}): one worker, so the schedule is deterministic
-// enough to predict. The driver executes the non-blocking operations itself;
+// weft::run(..., {.workers = 1, .spare_workers = 0}): one worker thread and
+// never a spare, so the schedule is deterministic enough to predict. The
+// driver executes the non-blocking operations itself;
 // blocking ones go to actor fibers, which spin in this_fiber::yield() while
 // idle and take one command at a time. Each actor appends what it observes
 // (send ok, value received, case chosen, ...) to its own report queue. After
@@ -929,7 +930,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (move_only) Interp<std::unique_ptr<int>>(in).run();
         else Interp<int>(in).run();
       },
-      {.workers = 1});
+      {.workers = 1, .spare_workers = 0});  // never a second thread running fibers
   return 0;
 }
 
