@@ -36,9 +36,9 @@
 // ---- How it runs ------------------------------------------------------------
 // weft::run(..., {.workers = 1, .spare_workers = 0}): one worker thread and
 // never a spare, so the schedule is deterministic enough to predict. The
-// driver executes the non-blocking operations itself;
-// blocking ones go to actor fibers, which spin in this_fiber::yield() while
-// idle and take one command at a time. Each actor appends what it observes
+// driver executes the non-blocking operations itself; blocking ones go to
+// actor fibers, which spin in this_fiber::yield() while idle and take one
+// command at a time. Each actor appends what it observes
 // (send ok, value received, case chosen, ...) to its own report queue. After
 // each step the driver settles: it yields until a progress counter (bumped on
 // every command taken and every report) stays still for three rounds in a
