@@ -223,7 +223,7 @@ void set_name(Fiber* f, std::string_view name) noexcept {
   f->name[n] = 0;
 }
 
-SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name, const std::source_location& site) {
+SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name, const SpawnSite& site) {
   Worker* w = current_worker();
   if (!w || !w->current.load(std::memory_order_relaxed)) throw std::logic_error("weft::go() must be called on a fiber of a running runtime");
   std::uint32_t slot = alloc_slot(w);  // throws std::system_error when out of address space
@@ -343,7 +343,7 @@ static void record_teardown(Runtime& r) noexcept {
   g_teardown.leaked_slots += carved > held ? carved - held : 0;
 }
 
-void run_main(const Options& opts, void (*entry)(void*), void* arg, const std::source_location& site) {
+void run_main(const Options& opts, void (*entry)(void*), void* arg, const SpawnSite& site) {
   if (current_worker()) throw std::logic_error("weft::run() called on a fiber: runtimes do not nest");
   install_overflow_handler();
   Runtime r(opts);

@@ -37,7 +37,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <source_location>
 
 #include <weft/park.hpp>
 
@@ -81,7 +80,7 @@ struct Fiber {
   // Diagnostics: set at spawn (name, site) or at each park (park_ms, from the
   // runtime's coarse clock: no clock read on the park path).
   std::int64_t park_ms = 0;
-  std::source_location site{};
+  SpawnSite site = SpawnSite::none();
   char name[32] = {};
 };
 

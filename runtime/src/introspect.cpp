@@ -159,7 +159,7 @@ struct Entry {
   std::memcpy(name, f->name, sizeof name);
   name[sizeof name - 1] = 0;
   e.name = name;
-  std::source_location site = f->site;
+  SpawnSite site = f->site;
   e.frames.clear();
   if ((v & (kSwitched | kWoken)) == kSwitched) {
     WaitKind k = f->wait_kind;

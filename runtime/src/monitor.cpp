@@ -169,7 +169,7 @@ void rescue(Runtime& r, Worker& w) noexcept {
   char name[sizeof f->name];
   std::memcpy(name, f->name, sizeof name);
   name[sizeof name - 1] = 0;
-  std::source_location site = f->site;
+  SpawnSite site = f->site;
   if (w.switches.load(std::memory_order_relaxed) != switches) return;  // it moved on: nothing to report
   done.insert(id);
   std::string where = site.line() ? std::string(site.file_name()) + ":" + std::to_string(site.line()) + " in " +

@@ -23,7 +23,6 @@
 #include <exception>
 #include <functional>
 #include <iosfwd>
-#include <source_location>
 #include <string_view>
 #include <vector>
 #include <new>
@@ -142,7 +141,7 @@ struct SpawnSlot {
   void* storage;    // room for the fiber's closure
   std::uint64_t id;
 };
-SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name, const std::source_location& site);
+SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name, const SpawnSite& site);
 // Starts the fiber. When called on a fiber, the child runs at once and the
 // caller is queued to continue right after (see scheduler.cpp for why).
 void spawn_commit(rt::Fiber* f, void (*entry)(void*)) noexcept;
@@ -150,7 +149,7 @@ void spawn_abort(rt::Fiber* f) noexcept;
 
 // Runs `entry(arg)` as the main fiber of a new runtime and returns once it
 // and every other fiber have ended.
-void run_main(const Options& opts, void (*entry)(void*), void* arg, const std::source_location& site);
+void run_main(const Options& opts, void (*entry)(void*), void* arg, const SpawnSite& site);
 
 template <class R, class Fn>
 void store_result(JoinState<R>* st, Fn&& fn) noexcept {
@@ -215,7 +214,7 @@ class JoinHandle {
 // Starts a runtime, runs main as its first fiber and returns its result (or
 // rethrows its exception) once every fiber has ended.
 template <class F>
-auto run(F&& main, Options opts = {}, std::source_location site = std::source_location::current())
+auto run(F&& main, Options opts = {}, SpawnSite site = {})
     -> std::invoke_result_t<F&> {
   using R = std::invoke_result_t<F&>;
   detail::JoinState<R> st;
@@ -240,7 +239,7 @@ template <class F, class... A>
 using Result = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
 
 template <class F, class... A>
-JoinHandle<Result<F, A...>> go_impl(std::string_view name, const std::source_location& site, F&& f, A&&... args) {
+JoinHandle<Result<F, A...>> go_impl(std::string_view name, const SpawnSite& site, F&& f, A&&... args) {
   using R = Result<F, A...>;
   struct Closure {
     std::decay_t<F> fn;
@@ -275,7 +274,7 @@ JoinHandle<Result<F, A...>> go_impl(std::string_view name, const std::source_loc
 }
 
 template <class F, class... A>
-void spawn_impl(std::string_view name, const std::source_location& site, F&& f, A&&... args) {
+void spawn_impl(std::string_view name, const SpawnSite& site, F&& f, A&&... args) {
   struct Closure {
     std::decay_t<F> fn;
     std::tuple<std::decay_t<A>...> args;
@@ -307,16 +306,16 @@ void spawn_impl(std::string_view name, const std::source_location& site, F&& f, 
 // be called on a fiber. go(Named{"name"}, f, args...) names the fiber.
 //
 // go is a class template used through its deduction guides, so that the
-// spawn site (std::source_location, shown in dumps) can be a defaulted
+// spawn site (a SpawnSite, shown in dumps) can be a defaulted
 // parameter after the pack; `weft::go(f)` reads and behaves as a function
 // call whose result is a JoinHandle<R> (go derives from it and converts to
 // it: `JoinHandle<int> h = go(f);` and `auto h = go(f);` both work).
 template <class F, class... A>
 struct go : JoinHandle<detail::Result<F, A...>> {
   using Handle = JoinHandle<detail::Result<F, A...>>;
-  go(F&& f, A&&... args, std::source_location site = std::source_location::current())
+  go(F&& f, A&&... args, SpawnSite site = {})
       : Handle(detail::go_impl({}, site, std::forward<F>(f), std::forward<A>(args)...)) {}
-  go(Named n, F&& f, A&&... args, std::source_location site = std::source_location::current())
+  go(Named n, F&& f, A&&... args, SpawnSite site = {})
       : Handle(detail::go_impl(n.name, site, std::forward<F>(f), std::forward<A>(args)...)) {}
   using Handle::operator=;
 };
@@ -332,10 +331,10 @@ go(Named, F&&, A&&...) -> go<F, A...>;
 // spawn(Named{"name"}, f, args...) names it. A class for the same reason as go.
 template <class F, class... A>
 struct spawn {
-  spawn(F&& f, A&&... args, std::source_location site = std::source_location::current()) {
+  spawn(F&& f, A&&... args, SpawnSite site = {}) {
     detail::spawn_impl({}, site, std::forward<F>(f), std::forward<A>(args)...);
   }
-  spawn(Named n, F&& f, A&&... args, std::source_location site = std::source_location::current()) {
+  spawn(Named n, F&& f, A&&... args, SpawnSite site = {}) {
     detail::spawn_impl(n.name, site, std::forward<F>(f), std::forward<A>(args)...);
   }
 };
