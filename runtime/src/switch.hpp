@@ -211,8 +211,16 @@ inline Fiber* take_lifo(Worker* w, bool contended) noexcept {
 inline Fiber* pick_local(Worker* w) noexcept {
   if (--w->countdown == 0 || w->timers.next_ns() != kNoDeadline) [[unlikely]]
     if (Fiber* f = pick_periodic(w)) return f;
-  bool contended = enter_local(w);
   Fiber* f = nullptr;
+  if (w->shared && !w->lifo.load(std::memory_order_relaxed)) {
+    // Nothing the monitor could take from us (it only ever empties lifo):
+    // skip the bracket.
+    w->lifo_streak = 0;
+    f = w->q.pop();
+    if (!f && w->rt->gq_size.load(std::memory_order_relaxed) > 0) f = w->rt->pop_global(w, true);
+    return f;
+  }
+  bool contended = enter_local(w);
   if (w->lifo_streak < kLifoCap && (f = take_lifo(w, contended))) {
     w->lifo_streak++;
   } else {
