@@ -42,6 +42,11 @@
 #include "runqueue.hpp"
 #include "stack.hpp"
 
+// Diagnostics that read other fibers' fields while they may run (fiber.hpp:
+// best effort, validated afterwards): not instrumented by TSan, and never
+// inlined into an instrumented caller (which would instrument them again).
+#define WEFT_RACY_READER __attribute__((no_sanitize("thread"), noinline))
+
 namespace weft::rt {
 
 inline std::int64_t to_ns(Clock::time_point t) noexcept {

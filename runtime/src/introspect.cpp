@@ -85,7 +85,7 @@ std::string symbolize(const void* pc) {
 }
 
 // Return addresses of a switched-out fiber, innermost first.
-[[gnu::no_sanitize("thread", "address")]] int backtrace_of(const Runtime& r, const Fiber* f, const void** out,
+__attribute__((no_sanitize("thread", "address"), noinline)) int backtrace_of(const Runtime& r, const Fiber* f, const void** out,
                                                              int max) noexcept {
 #if defined(__x86_64__)
   auto lo = reinterpret_cast<std::uintptr_t>(r.arena.slot_base(f->slot) + r.arena.guard_bytes());
@@ -110,7 +110,7 @@ std::string symbolize(const void* pc) {
 #endif
 }
 
-std::string wait_text(const Runtime& r, WaitKind k, const void* obj) {
+WEFT_RACY_READER std::string wait_text(const Runtime& r, WaitKind k, const void* obj) {
   std::string s = kind_name(k);
   char buf[96] = {};
   if (WaitDescriber d = g_describers[static_cast<unsigned>(k) % 16].load(std::memory_order_acquire); d && obj) {
@@ -149,7 +149,7 @@ struct Entry {
 };
 
 // One fiber's entry, or false if the slot changed while we read it.
-[[gnu::no_sanitize("thread")]] bool read_entry(Runtime& r, std::uint32_t slot, std::int64_t now_ms,
+WEFT_RACY_READER bool read_entry(Runtime& r, std::uint32_t slot, std::int64_t now_ms,
                                                 const std::vector<Fiber*>& running, Entry& e) {
   std::uint64_t v = r.arena.sync(slot).load(std::memory_order_acquire);
   if (!(v & kLive)) return false;
@@ -196,7 +196,7 @@ void set_wait_describer(WaitKind kind, WaitDescriber fn) noexcept {
   g_describers[static_cast<unsigned>(kind) % 16].store(fn, std::memory_order_release);
 }
 
-[[gnu::no_sanitize("thread")]] void dump_runtime(Runtime& r, std::ostream& out) {
+WEFT_RACY_READER void dump_runtime(Runtime& r, std::ostream& out) {
   std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.start_time).count();
   std::vector<Fiber*> running;
   for (unsigned i = 0; i < r.started_workers(); i++) running.push_back(r.workers[i]->current.load(std::memory_order_relaxed));
@@ -219,7 +219,7 @@ void set_wait_describer(WaitKind kind, WaitDescriber fn) noexcept {
   out.flush();
 }
 
-[[gnu::no_sanitize("thread")]] Stats stats_of(Runtime& r) {
+WEFT_RACY_READER Stats stats_of(Runtime& r) {
   Stats s;
   s.fibers_live = r.live_fibers();
   s.fibers_spawned = r.ext_spawned.load(std::memory_order_relaxed);

@@ -159,7 +159,7 @@ void rescue(Runtime& r, Worker& w) noexcept {
 }
 
 // Reports the fiber running on w, once per fiber.
-[[gnu::no_sanitize("thread")]] void report_stuck(Runtime& r, Worker& w, std::int64_t ms,
+WEFT_RACY_READER void report_stuck(Runtime& r, Worker& w, std::int64_t ms,
                                                   std::unordered_set<std::uint64_t>& done) {
   Fiber* f = w.current.load(std::memory_order_relaxed);
   if (!f) return;
@@ -199,7 +199,7 @@ void start_spare(Runtime& r) noexcept {
 }
 
 // Every live fiber parked on something only another fiber could signal?
-[[gnu::no_sanitize("thread")]] bool all_parked_for_good(Runtime& r) noexcept {
+WEFT_RACY_READER bool all_parked_for_good(Runtime& r) noexcept {
   std::uint32_t n = r.arena.slot_count();
   bool any = false;
   for (std::uint32_t i = 0; i < n; i++) {
