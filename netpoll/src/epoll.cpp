@@ -87,10 +87,18 @@ int Backend::wait(Clock::time_point deadline, PollEvent* out, int max) {
   int k = 0;
   for (int i = 0; i < n; i++) {
     if (evs[i].data.u64 == kWakeKey) {
+      // Drain first, then clear. The other order lost wakes for good: a
+      // wake() between the clear and the drain set the flag and wrote, the
+      // drain ate its write, and the flag stayed set with nothing pending,
+      // so every later wake() returned early (seen: a worker asleep in
+      // epoll_wait(-1) forever at shutdown). In this order a wake() that
+      // still sees the flag set is dropped, but this poll is returning and
+      // its caller looks at the runtime's state again; seq_cst on both
+      // sides orders the waker's state writes before that look.
       std::uint64_t v;
-      wake_pending_.store(false, std::memory_order_relaxed);
       while (::read(wakefd_, &v, sizeof v) > 0) {
       }
+      wake_pending_.store(false, std::memory_order_seq_cst);
       continue;
     }
     std::uint32_t e = evs[i].events;
@@ -101,7 +109,7 @@ int Backend::wait(Clock::time_point deadline, PollEvent* out, int max) {
 }
 
 void Backend::wake() noexcept {
-  if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  if (wake_pending_.exchange(true, std::memory_order_seq_cst)) return;
   std::uint64_t one = 1;
   ssize_t r = ::write(wakefd_, &one, sizeof one);
   (void)r;  // EAGAIN means the counter is already non-zero: awake anyway

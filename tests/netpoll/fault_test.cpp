@@ -27,6 +27,10 @@
 #include <thread>
 #include <vector>
 
+#ifndef WEFT_STRESS_SCALE
+#define WEFT_STRESS_SCALE 100
+#endif
+
 using namespace std::chrono_literals;
 using weft::Clock;
 using weft::net::TcpListener;
@@ -373,6 +377,55 @@ TEST_P(Fault, AcceptDeadlineHoldsUnderEmfile) {
             },
             {.workers = workers});
         std::_Exit(rc);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// Regression (epoll backend): wake() and the poller's drain of the wake
+// eventfd raced. Interleaving: worker A returns from epoll_wait with the
+// wake event and clears wake_pending_; worker B, unparking a fiber for A,
+// calls wake(): the flag was clear, so it sets it and writes the eventfd; A
+// then drains the eventfd, eating B's write. The flag stays set with nothing
+// pending, so every later wake() returns early: the runtime limps on its
+// timers, and at shutdown (no timers left) a worker sleeps in
+// epoll_wait(-1) forever and run() never returns (seen once in ~500 runs of
+// this loop). Many short 2-worker runs full of poller wakes (a TCP
+// ping-pong between fibers, short sleeps), each ending in a shutdown; in a
+// child process with alarm() so that a hang fails the test. A stress test:
+// it caught the old order in about half of its runs here, never a false
+// failure.
+TEST(FaultRegression, PollerWakeIsNeverLostAcrossManyShutdowns) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const int runs = std::max(50, 500 * WEFT_STRESS_SCALE / 100);
+  EXPECT_EXIT(
+      {
+        ::alarm(30);  // ~4 s normally
+        for (int i = 0; i < runs; i++) {
+          weft::run(
+              [] {
+                auto ln = TcpListener::listen("127.0.0.1:0");
+                auto srv = weft::go([&] {
+                  auto s = ln.accept();
+                  char b[64];
+                  while (auto n = s.read(b)) s.write_all({b, n});
+                });
+                auto sleeper = weft::go([] {
+                  for (int k = 0; k < 200; k++) weft::this_fiber::sleep_for(20us);
+                });
+                auto c = TcpStream::connect(ln.local_addr());
+                char b[8];
+                for (int k = 0; k < 300; k++) {
+                  c.write_all("x");
+                  c.read(b);
+                }
+                c.shutdown_write();
+                c.read(b);
+                sleeper.join();
+                srv.join();
+              },
+              {.workers = 2});
+        }
+        std::_Exit(0);
       },
       ::testing::ExitedWithCode(0), "");
 }
