@@ -16,9 +16,9 @@
 // - live fibers = sum(spawned) - sum(exited) over the workers, plus the main
 //   fiber until it ends (counted in ext_spawned).
 // - Worker::lifo, and the run queue of an unshared worker (the lone worker
-//   of a one-worker runtime), are touched by their owner only, inside a
+//   of a one-worker runtime), are taken from by their owner only, inside a
 //   local_seq bracket, except by the monitor's rescue, which follows the
-//   membarrier protocol in monitor.cpp.
+//   membarrier protocol in monitor.cpp. Only the owner puts fibers in.
 // - workers holds nworkers + spare_workers Worker objects from the start;
 //   only the first nstarted have threads (the monitor starts spares, and
 //   publishes each with a release store of nstarted once it is ready).
@@ -85,9 +85,10 @@ struct Worker : WorkerBase {
   Runtime* rt = nullptr;
   unsigned index = 0;
   RunQueue q;                     // owner pushes/pops, thieves steal
-  // The fiber just woken here. The owner reads and writes it with plain
-  // (relaxed/acquire/release) accesses inside a local_seq bracket; only the
-  // monitor's rescue takes it from outside, with the protocol in monitor.cpp.
+  // The fiber just woken here. The owner takes it with plain accesses inside
+  // a local_seq bracket and puts one in with a plain store (an exchange when
+  // it displaces one); only the monitor's rescue takes it from outside, with
+  // the protocol in monitor.cpp.
   std::atomic<Fiber*> lifo{nullptr};
   unsigned lifo_streak = 0;       // consecutive lifo picks (capped)
   // Owner-side bracket around every access to lifo and (in a one-worker

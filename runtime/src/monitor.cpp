@@ -25,8 +25,12 @@
 //
 // The rescue protocol (taking the lifo slot or an unshared queue's fibers
 // while the owner is stuck, without making the owner pay for atomic RMWs on
-// its hot path). The owner brackets each access to them with local_seq
-// (odd inside) and reads `contended` after entering; the monitor:
+// its hot path). The owner brackets each *take* from them with local_seq
+// (odd inside) and reads `contended` after entering; putting a fiber into an
+// empty lifo slot is a plain store and needs no bracket (the monitor only
+// swaps fibers out: whichever of the two comes first, the fiber ends up
+// exactly once in the slot or in the monitor's hands), displacing one is an
+// exchange. The monitor:
 //   1. reads local_seq = s0; gives up if odd (owner inside);
 //   2. sets contended = true;
 //   3. issues membarrier(PRIVATE_EXPEDITED): every thread of the process
@@ -151,8 +155,13 @@ void rescue(Runtime& r, Worker& w) noexcept {
     Fiber* got[RunQueue::kSize + 1];
     unsigned n = 0;
     if (Fiber* f = w.lifo.exchange(nullptr, std::memory_order_acq_rel)) got[n++] = f;
-    if (!w.shared)
-      while (Fiber* f = w.q.pop()) got[n++] = f;
+    // The owner may keep pushing meanwhile (a stuck fiber waking others):
+    // take at most one queue's worth.
+    while (!w.shared && n < RunQueue::kSize + 1) {
+      Fiber* f = w.q.pop();
+      if (!f) break;
+      got[n++] = f;
+    }
     for (unsigned i = 0; i < n; i++) r.inject(got[i]);
   }
   w.contended.store(false, std::memory_order_release);

@@ -326,10 +326,16 @@ void make_runnable(Fiber* f) noexcept {
   if (w && w->rt == r) {
     if (w->current.load(std::memory_order_relaxed)) {
       // Woken by a running fiber: it runs next here (not stealable, no wake).
-      bool contended = enter_local(w);
-      Fiber* old = contended ? w->lifo.exchange(f, std::memory_order_acq_rel) : w->lifo.load(std::memory_order_relaxed);
-      if (!contended) w->lifo.store(f, std::memory_order_release);
-      leave_local(w);
+      // Into an empty slot a plain store is safe: the monitor only ever
+      // swaps a fiber out of the slot, and only we put one in. Displacing a
+      // fiber races with the monitor's rescue of it, so that (rare) case
+      // swaps atomically.
+      Fiber* old = w->lifo.load(std::memory_order_relaxed);
+      if (!old) {
+        w->lifo.store(f, std::memory_order_release);
+      } else {
+        old = w->lifo.exchange(f, std::memory_order_acq_rel);
+      }
       if (old) {
         // No wake here: a chain of message passing (one fiber waking the
         // next) keeps displacing fibers into this queue, and an idle worker

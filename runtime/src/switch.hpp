@@ -189,9 +189,10 @@ inline void stack_bounds(Worker* w, Fiber* f, const void** bottom, std::size_t* 
   }
 }
 
-// The owner's bracket around lifo and unshared-queue accesses (monitor.cpp
-// explains the protocol): odd local_seq while inside; the returned flag says
-// whether the monitor may be touching them too (then use atomic RMWs).
+// The owner's bracket around taking from lifo and popping an unshared queue
+// (monitor.cpp explains the protocol): odd local_seq while inside; the
+// returned flag says whether the monitor may be taking too (then use atomic
+// RMWs). Putting a fiber into lifo needs no bracket (make_runnable).
 inline bool enter_local(Worker* w) noexcept {
   w->local_seq.store(w->local_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   return w->contended.load(std::memory_order_acquire);
