@@ -226,19 +226,25 @@ void set_name(Fiber* f, std::string_view name) noexcept {
 SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name, const SpawnSite& site) {
   Worker* w = current_worker();
   if (!w || !w->current.load(std::memory_order_relaxed)) throw std::logic_error("weft::go() must be called on a fiber of a running runtime");
-  std::uint32_t slot = alloc_slot(w);  // throws std::system_error when out of address space
+  std::size_t a = std::max<std::size_t>(align, 16);
+  if (a > 64) throw std::invalid_argument("weft::go(): closures aligned beyond 64 bytes are not supported");
+  // A closure too big for the stack's top goes on the heap, allocated
+  // before the slot so that a bad_alloc leaves nothing behind.
+  void* heap = size > kMaxInlineClosure ? ::operator new(size, std::align_val_t(64)) : nullptr;
+  std::uint32_t slot;
+  try {
+    slot = alloc_slot(w);  // throws std::system_error when out of address space
+  } catch (...) {
+    if (heap) ::operator delete(heap, std::align_val_t(64));
+    throw;
+  }
   Fiber* f = new_fiber(*w->rt, slot);
   f->id = next_id(w);
   f->site = site;
   if (!name.empty()) set_name(f, name);
-  char* room = reinterpret_cast<char*>(f);
-  std::size_t a = std::max<std::size_t>(align, 16);
-  char* p = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(room) - size) & ~(a - 1));
-  if (size > kMaxInlineClosure || a > 64) {
-    if (a > 64) throw std::invalid_argument("weft::go(): closures aligned beyond 64 bytes are not supported");
-    p = static_cast<char*>(::operator new(size, std::align_val_t(64)));
-    f->closure_on_heap = true;
-  }
+  char* p = static_cast<char*>(heap);
+  if (!heap) p = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(f) - size) & ~(a - 1));
+  f->closure_on_heap = heap != nullptr;
   f->closure = p;
   return SpawnSlot{f, p, f->id};
 }

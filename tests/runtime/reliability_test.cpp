@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <regex>
@@ -340,6 +341,29 @@ TEST(Sigquit, DumpsWhenEnabled) {
   std::string err = testing::internal::GetCapturedStderr();
   EXPECT_NE(err.find("weft: fiber dump:"), std::string::npos) << err;
   EXPECT_NE(err.find("\"quitter-target\""), std::string::npos) << err;
+}
+
+}  // namespace
+
+namespace {
+
+// go() that fails before the fiber exists leaves nothing half-built: the
+// fixture's teardown accounting finds no leaked stack slot.
+class SpawnFailure : public weft_test::RuntimeTest {};
+
+TEST_F(SpawnFailure, OverAlignedClosureThrowsAndLeaksNoSlot) {
+  struct alignas(128) Big {
+    char b[128];
+  };
+  weft::run([] {
+    Big big{};
+    EXPECT_THROW(weft::go([big] { (void)big; }), std::invalid_argument);
+    EXPECT_THROW(weft::spawn([big] { (void)big; }), std::invalid_argument);
+    // A heap-sized closure still works.
+    std::array<char, 4096> large{};
+    large[7] = 3;
+    EXPECT_EQ(weft::go([large] { return large[7]; }).join(), 3);
+  });
 }
 
 }  // namespace
