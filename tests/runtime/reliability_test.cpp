@@ -183,6 +183,20 @@ TEST_P(Deadlock, NilChannelForever) {
   EXPECT_NE(err.find("nil channel"), std::string::npos) << err;
 }
 
+// OnDeadlock::Abort: the report, then abort() instead of unwinding.
+TEST_P(Deadlock, AbortWhenAskedTo) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  unsigned workers = GetParam();
+  EXPECT_DEATH(weft::run(
+                   [] {
+                     weft::Mutex m;
+                     m.lock();
+                     m.lock();
+                   },
+                   {.workers = workers, .on_deadlock = weft::Options::OnDeadlock::Abort}),
+               "weft: all fibers are asleep - deadlock!");
+}
+
 // No false alarms: each main parks with nothing but the named source able
 // to wake it, for long enough that the monitor checks many times.
 TEST_P(Deadlock, NoAlarmForATimer) {
