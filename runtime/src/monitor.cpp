@@ -302,9 +302,9 @@ void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
   std::vector<std::uint64_t> last(nmax, UINT64_MAX);
   std::vector<std::int64_t> since(nmax, 0);   // when `last` was first seen
   // CPU time of the worker's thread when it was first seen not switching:
-  // a worker the OS merely keeps off the CPU (more workers than cores) is
-  // not reported, and no spare is started for it; one that burns CPU or
-  // sleeps in a system call is.
+  // a worker the OS merely keeps off the CPU (more workers than cores: it
+  // got under a third of the wall time) is not reported, and no spare is
+  // started for it; one that burns CPU or sleeps in a system call is.
   std::vector<std::int64_t> cpu_base(nmax, -1);
   std::vector<bool> backlog(nmax, false);
   std::unordered_set<std::uint64_t> reported;  // fiber ids reported stuck
@@ -343,7 +343,7 @@ void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
         if (queued) rescue(r, w);
         waiting = waiting || queued;
         if (now - since[i] >= threshold &&
-            (cpu_ms(w) - cpu_base[i] >= (now - since[i]) / 2 || blocked_in_kernel(w))) {
+            (cpu_ms(w) - cpu_base[i] >= (now - since[i]) / 3 || blocked_in_kernel(w))) {
           stuck_long++;
           if (!w.reported.exchange(true, std::memory_order_relaxed)) report_stuck(r, w, now - since[i], reported);
         }
