@@ -375,7 +375,8 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg, const SpawnS
   }
   r.ext_spawned.fetch_add(1, std::memory_order_relaxed);
   r.inject(f);
-  if (r.opts.dump_on_sigquit) install_sigquit_dump();
+  struct sigaction old_quit {};
+  if (r.opts.dump_on_sigquit) old_quit = install_sigquit_dump();
   r.nstarted.store(r.nworkers, std::memory_order_release);
   for (unsigned i = 0; i < r.nworkers; i++) {
     Worker* wp = r.workers[i].get();
@@ -401,6 +402,7 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg, const SpawnS
   r.poller.store(nullptr, std::memory_order_release);
   r.poller_owner.reset();
   while (r.ext_inflight.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  if (r.opts.dump_on_sigquit) sigaction(SIGQUIT, &old_quit, nullptr);
   record_teardown(r);
   if (r.deadlocked.load(std::memory_order_acquire))
     throw Deadlock("weft: all fibers are asleep - deadlock! (the fiber dump is on stderr)");

@@ -24,6 +24,7 @@
 //   publishes each with a release store of nstarted once it is ready).
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -202,7 +203,7 @@ TeardownStats teardown_stats() noexcept;
 // static initialiser has run (park.hpp: current_worker_base).
 inline Worker* current_worker() noexcept { return static_cast<Worker*>(current_worker_base()); }
 void monitor_loop(Runtime& r, pid_t run_caller) noexcept;
-void install_sigquit_dump() noexcept;
+struct sigaction install_sigquit_dump() noexcept;  // returns the previous disposition
 void worker_loop(Worker* w);
 void make_runnable(Fiber* f) noexcept;   // after winning its claim
 void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t val, std::int64_t deadline_ns) noexcept;

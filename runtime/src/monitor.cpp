@@ -288,12 +288,14 @@ void mark_internal_thread() noexcept {
 }
 
 
-void install_sigquit_dump() noexcept {
-  struct sigaction sa {};
+// Installs the SIGQUIT handler; returns the disposition to restore after run().
+struct sigaction install_sigquit_dump() noexcept {
+  struct sigaction sa {}, old {};
   sa.sa_handler = on_sigquit;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  sigaction(SIGQUIT, &sa, nullptr);
+  sigaction(SIGQUIT, &sa, &old);
+  return old;
 }
 
 void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
