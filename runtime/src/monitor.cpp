@@ -180,6 +180,7 @@ WEFT_RACY_READER void report_stuck(Runtime& r, Worker& w, std::int64_t ms,
   name[sizeof name - 1] = 0;
   SpawnSite site = f->site;
   if (w.switches.load(std::memory_order_relaxed) != switches) return;  // it moved on: nothing to report
+  if (done.size() >= 65536) done.clear();  // bounded: a long-lived server may report many fibers
   done.insert(id);
   std::string where = site.line() ? std::string(site.file_name()) + ":" + std::to_string(site.line()) + " in " +
                                         site.function_name()
@@ -286,7 +287,6 @@ void mark_internal_thread() noexcept {
   std::lock_guard<std::mutex> g(g_threads_mu);
   internal_threads().push_back(mark.tid);
 }
-
 
 // Installs the SIGQUIT handler; returns the disposition to restore after run().
 struct sigaction install_sigquit_dump() noexcept {
