@@ -110,7 +110,7 @@ __attribute__((no_sanitize("thread", "address"), noinline)) int backtrace_of(con
 #endif
 }
 
-WEFT_RACY_READER std::string wait_text(const Runtime& r, WaitKind k, const void* obj) {
+WEFT_RACY_READER std::string wait_text(WaitKind k, const void* obj) {
   std::string s = kind_name(k);
   char buf[96] = {};
   if (WaitDescriber d = g_describers[static_cast<unsigned>(k) % 16].load(std::memory_order_acquire); d && obj) {
@@ -138,7 +138,6 @@ WEFT_RACY_READER std::string wait_text(const Runtime& r, WaitKind k, const void*
     default:
       if (obj) std::snprintf(buf, sizeof buf, " %p", obj);
   }
-  (void)r;
   return s + buf;
 }
 
@@ -165,7 +164,7 @@ WEFT_RACY_READER bool read_entry(Runtime& r, std::uint32_t slot, std::int64_t no
     WaitKind k = f->wait_kind;
     const void* obj = f->wait_obj;
     std::int64_t since = f->park_ms;
-    e.state = "parked " + std::to_string(std::max<std::int64_t>(0, now_ms - since)) + " ms: " + wait_text(r, k, obj);
+    e.state = "parked " + std::to_string(std::max<std::int64_t>(0, now_ms - since)) + " ms: " + wait_text(k, obj);
     const void* pcs[32];
     int n = backtrace_of(r, f, pcs, 32);
     for (int i = 0; i < n; i++) e.frames.push_back(symbolize(pcs[i]));

@@ -313,6 +313,7 @@ void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
   const std::int64_t threshold = r.opts.stuck_threshold.count();
   unsigned idle_ticks = 0;
   std::uint64_t quiet_switches = UINT64_MAX;   // activity at the last quiet tick
+  std::uint64_t swept_switches = UINT64_MAX;   // activity when a sweep last found a fiber the world can wake
   while (!r.exiting.load(std::memory_order_acquire)) {
     std::int64_t tick_ns = idle_ticks > 50 ? 10'000'000 : 1'000'000;
     futex_wait(&r.monitor_word, 0, to_ns(Clock::now()) + tick_ns);
@@ -355,7 +356,18 @@ void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
     }
     if (stuck_long == nw && nw < nmax && waiting) start_spare(r);
     // Deadlock: quiet on two ticks in a row with no switch in between.
-    if (!any_busy && quiet(r) && all_parked_for_good(r) && !foreign_threads(run_caller)) {
+    // Cheapest checks first: the sweep reads every slot's sync word, so a
+    // runtime idle with many parked fibers (and some thread outside that
+    // keeps detection off) does not sweep on every tick; and a sweep that
+    // found a fiber waiting on the world is not repeated until something
+    // switches.
+    bool candidate = !any_busy && quiet(r) && !foreign_threads(run_caller);
+    if (candidate && swept_switches == total) candidate = false;  // same verdict as last sweep
+    if (candidate && !all_parked_for_good(r)) {
+      swept_switches = total;
+      candidate = false;
+    }
+    if (candidate) {
       if (quiet_switches == total) {
         declare_deadlock(r);
         quiet_switches = UINT64_MAX;
