@@ -1,5 +1,5 @@
 // sync.cpp: SpinLock, WaitList, Mutex, CondVar, WaitGroup. Invariants and
-// lock order: see weft/sync.hpp.
+// lock order: see weft/sync.hpp and lot.hpp.
 #include <weft/sync.hpp>
 
 #include <sched.h>
@@ -9,6 +9,8 @@
 #include <stdexcept>
 
 #include <weft/runtime.hpp>
+
+#include "lot.hpp"
 
 namespace weft {
 namespace detail {
@@ -52,16 +54,6 @@ Waiter* WaitList::pop_front() noexcept {
   Waiter* w = head_;
   if (w) remove(w);
   return w;
-}
-
-bool WaitList::wake_one(WakeReason r) noexcept {
-  while (Waiter* w = pop_front())
-    if (rt::unpark(w->parker, r)) return true;
-  return false;
-}
-
-void WaitList::wake_all() noexcept {
-  while (Waiter* w = pop_front()) rt::unpark(w->parker);
 }
 
 }  // namespace detail
@@ -210,100 +202,113 @@ void Mutex::unlock_slow() {
 }
 
 // ---- CondVar -------------------------------------------------------------------
+// Waiters are queued in the parking lot under the CondVar's address (lot.hpp
+// explains why: the CondVar may be destroyed once its waiters were notified,
+// before they return). A notify touches only the lot; a woken waiter never
+// touches the CondVar again; one that timed out or was cancelled unlinks
+// itself under the bucket lock.
+
+std::cv_status CondVar::wait_until(std::unique_lock<Mutex>& lock, Clock::time_point deadline) {
+  if (!lock.owns_lock()) throw std::logic_error("weft: CondVar::wait() needs a locked unique_lock");
+  detail::LotWaiter w;
+  w.key = this;
+  detail::LotBucket& b = detail::lot_bucket(this);
+  {
+    std::lock_guard<detail::SpinLock> g(b.lock);
+    w.parker = rt::prepare_park(WaitKind::CondVar, this);
+    detail::lot_push(b, &w);
+  }
+  lock.unlock();
+  WakeReason r = rt::park_until(w.parker, deadline);
+  if (r != WakeReason::Event) {
+    std::lock_guard<detail::SpinLock> g(b.lock);
+    if (w.queued) detail::lot_remove(b, &w);
+  }
+  if (r == WakeReason::Cancel) rt::throw_unwind();  // lock stays released: we unwind
+  lock.lock();
+  return r == WakeReason::Timeout ? std::cv_status::timeout : std::cv_status::no_timeout;
+}
 
 void CondVar::wait(std::unique_lock<Mutex>& lock) {
   (void)wait_until(lock, Clock::time_point::max());
 }
 
-std::cv_status CondVar::wait_until(std::unique_lock<Mutex>& lock, Clock::time_point deadline) {
-  if (!lock.owns_lock()) throw std::logic_error("weft: CondVar::wait() needs a locked unique_lock");
-  detail::Waiter w;
-  {
-    std::lock_guard<detail::SpinLock> g(qlock_);
-    w.parker = rt::prepare_park(WaitKind::CondVar, this);
-    waiters_.push_back(&w);
-  }
-  lock.unlock();
-  WakeReason r = rt::park_until(w.parker, deadline);
-  if (r != WakeReason::Event) {
-    std::lock_guard<detail::SpinLock> g(qlock_);
-    if (w.queued) waiters_.remove(&w);
-  }
-  if (r == WakeReason::Cancel) rt::throw_unwind();  // lock stays released: we unwind
-  // Woken by a notify that still holds qlock_ while it wakes the others:
-  // let it finish with *this first, since our caller may destroy the
-  // CondVar as soon as we return (std allows that once it was notified; see
-  // the WaitGroup notes below for the same race, which TSan flagged there).
-  if (r == WakeReason::Event) {
-    std::lock_guard<detail::SpinLock> g(qlock_);
-  }
-  lock.lock();
-  return r == WakeReason::Timeout ? std::cv_status::timeout : std::cv_status::no_timeout;
-}
-
 void CondVar::notify_one() noexcept {
-  std::lock_guard<detail::SpinLock> g(qlock_);
-  waiters_.wake_one();
+  detail::LotBucket& b = detail::lot_bucket(this);
+  std::lock_guard<detail::SpinLock> g(b.lock);
+  detail::lot_wake_one(b, this);
 }
 
 void CondVar::notify_all() noexcept {
-  std::lock_guard<detail::SpinLock> g(qlock_);
-  waiters_.wake_all();
+  detail::LotBucket& b = detail::lot_bucket(this);
+  std::lock_guard<detail::SpinLock> g(b.lock);
+  detail::lot_wake_all(b, this);
 }
 
 // ---- WaitGroup -----------------------------------------------------------------
-// Every move of the counter to zero, and every waiter's look at it, happen
-// under qlock_; other moves are a lock-free CAS. So either a waiter sees zero,
-// or it is queued before the waker looks.
+// Every move of the counter to zero, and every locked look at it by a
+// waiter, happen under the lot bucket's lock of this WaitGroup; other moves
+// are a lock-free CAS. So either a waiter sees zero, or it is queued before
+// the waker looks.
 //
-// Lifetime: the usual `WaitGroup wg; ...; wg.wait();` then destroys wg (a
-// local) as soon as wait() returns, while the fiber that made the counter
-// zero may still be inside add(). Before, that fiber moved the counter with
-// a lock-free fetch_add and only then took qlock_ to wake waiters: a waiter
-// could see zero (fast path), return and free the WaitGroup, and the waker
-// then locked, walked and unlocked freed memory (TSan: the spin lock's write
-// raced with the next use of that stack memory, in
-// Park.ManyWakesFromPlainThreads). Now the zero move is made under qlock_,
-// which wait() takes to look at the counter, and a woken waiter takes
-// qlock_ once more before returning, so the waker's unlock is its last touch
-// and happens before wait() returns.
+// Lifetime (API.md; lot.hpp): `wg.wait()` may return, and its caller free
+// wg, while the fiber that made the counter zero is still inside add(). The
+// zero move is that fiber's last touch of *this: the wakes that follow touch
+// only the lot. A waiter that sees zero (with or without the lock) returns
+// at once; a woken one returns without touching *this. (Before, a woken
+// waiter re-took a spin lock inside the WaitGroup to let the waker finish:
+// Go's "WaitGroup with a timeout" idiom, where a helper fiber waits and the
+// owner also waits and then frees the WaitGroup, left the helper spinning
+// forever on freed memory.)
 
 void WaitGroup::add(int n) {
   std::int64_t v = count_.load(std::memory_order_relaxed);
   for (;;) {
     std::int64_t nv = v + n;
     if (nv < 0) throw std::logic_error("weft: WaitGroup counter would go negative");
-    if (nv == 0 && n != 0) break;  // the move to zero: under qlock_
+    if (nv == 0 && n != 0) break;  // the move to zero: under the bucket lock
     if (count_.compare_exchange_weak(v, nv, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
   }
-  std::lock_guard<detail::SpinLock> g(qlock_);
+  detail::LotBucket& b = detail::lot_bucket(this);
+  std::lock_guard<detail::SpinLock> g(b.lock);
   v = count_.load(std::memory_order_relaxed);
   std::int64_t nv;
   do {
     nv = v + n;
     if (nv < 0) throw std::logic_error("weft: WaitGroup counter would go negative");
   } while (!count_.compare_exchange_weak(v, nv, std::memory_order_acq_rel, std::memory_order_relaxed));
-  if (nv == 0) waiters_.wake_all();
+  // From here on *this may be freed by a waiter that sees zero: the key is
+  // only compared, never dereferenced.
+  if (nv == 0) detail::lot_wake_all(b, this);
 }
 
-void WaitGroup::wait() {
-  detail::Waiter w;
+void WaitGroup::wait() { (void)wait_until(Clock::time_point::max()); }
+
+bool WaitGroup::wait_until(Clock::time_point deadline) {
+  // acquire: pairs with the acq_rel move to zero, so the work of the fibers
+  // that called done() happens-before our return.
+  if (count_.load(std::memory_order_acquire) == 0) return true;
+  detail::LotWaiter w;
+  w.key = this;
+  detail::LotBucket& b = detail::lot_bucket(this);
   {
-    std::lock_guard<detail::SpinLock> g(qlock_);
-    if (count_.load(std::memory_order_acquire) == 0) return;
+    std::lock_guard<detail::SpinLock> g(b.lock);
+    if (count_.load(std::memory_order_acquire) == 0) return true;
     w.parker = rt::prepare_park(WaitKind::WaitGroup, this);
-    waiters_.push_back(&w);
+    detail::lot_push(b, &w);
   }
-  if (rt::park(w.parker) == WakeReason::Cancel) {
-    {
-      std::lock_guard<detail::SpinLock> g(qlock_);
-      if (w.queued) waiters_.remove(&w);
-    }
-    rt::throw_unwind();
+  WakeReason r = rt::park_until(w.parker, deadline);
+  if (r == WakeReason::Event) return true;
+  bool reached;
+  {
+    std::lock_guard<detail::SpinLock> g(b.lock);
+    // Still queued: no zero move came. Unlinked: one did (its wake lost
+    // the claim to our timeout or cancellation).
+    reached = !w.queued;
+    if (w.queued) detail::lot_remove(b, &w);
   }
-  // The waker still holds qlock_ while it wakes the others: let it finish
-  // with *this before our caller may destroy it.
-  std::lock_guard<detail::SpinLock> g(qlock_);
+  if (r == WakeReason::Cancel) rt::throw_unwind();
+  return reached;
 }
 
 }  // namespace weft

@@ -2,15 +2,19 @@
 // never its OS thread (API.md "Synchronisation"). They also work from plain
 // threads, which then block on a futex.
 //
-// Each primitive keeps its parked waiters in an intrusive FIFO list of
-// Waiter records that live on the waiting fibers' stacks, guarded by the
-// primitive's own spin lock (`qlock_`). That lock is a leaf: it is held for a
-// few instructions, never across a park, and the only call made under it is
+// Waiters are intrusive FIFO records on the waiting fibers' stacks. CondVar
+// and WaitGroup keep them in the runtime's parking lot (runtime/src/lot.hpp),
+// outside the object, so that the object may be destroyed as soon as its
+// waiters were woken (API.md "Lifetime"): nothing touches it after that.
+// Mutex keeps its own list under its spin lock `qlock_` (a woken waiter is
+// still inside lock(), so the mutex is alive; the destructor waits out an
+// unlock still inside). Queue locks are leaves: held for a few
+// instructions, never across a park, and the only call made under them is
 // rt::unpark (which may take a worker's idle lock: see HACKING.md's order).
-// A waiter is removed from its list by whoever dequeues it under qlock_: the
-// waker (then `queued` is false when the waiter resumes) or the waiter itself
-// after a timeout or cancellation. Its record therefore stays valid for as
-// long as anyone can reach it.
+// A waiter is removed from its list by whoever dequeues it under the queue
+// lock: the waker (then `queued` is false when the waiter resumes) or the
+// waiter itself after a timeout or cancellation. Its record therefore stays
+// valid for as long as anyone can reach it.
 #pragma once
 
 #include <atomic>
@@ -24,6 +28,14 @@
 namespace weft {
 
 namespace detail {
+
+// now + d, saturated at time_point::max().
+template <class Rep, class Period>
+Clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
+  auto now = Clock::now();
+  if (d > Clock::time_point::max() - now) return Clock::time_point::max();
+  return now + std::chrono::duration_cast<Clock::duration>(d);
+}
 
 // Test-and-test-and-set lock for very short critical sections.
 class SpinLock {
@@ -54,9 +66,6 @@ class WaitList {
   void push_front(Waiter* w) noexcept;
   void remove(Waiter* w) noexcept;
   Waiter* pop_front() noexcept;
-  // Pops waiters until one is woken (true) or the list is empty (false).
-  bool wake_one(WakeReason r = WakeReason::Event) noexcept;
-  void wake_all() noexcept;
 
  private:
   Waiter* head_ = nullptr;
@@ -124,11 +133,11 @@ class CondVar {
   std::cv_status wait_until(std::unique_lock<Mutex>& lock, Clock::time_point deadline);
   template <class Rep, class Period>
   std::cv_status wait_for(std::unique_lock<Mutex>& lock, std::chrono::duration<Rep, Period> d) {
-    return wait_until(lock, deadline_after(d));
+    return wait_until(lock, detail::deadline_after(d));
   }
   template <class Rep, class Period, class Pred>
   bool wait_for(std::unique_lock<Mutex>& lock, std::chrono::duration<Rep, Period> d, Pred pred) {
-    auto deadline = deadline_after(d);
+    auto deadline = detail::deadline_after(d);
     while (!pred())
       if (wait_until(lock, deadline) == std::cv_status::timeout) return pred();
     return true;
@@ -137,14 +146,9 @@ class CondVar {
   void notify_all() noexcept;
 
  private:
-  template <class Rep, class Period>
-  static Clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
-    auto now = Clock::now();
-    if (d > Clock::time_point::max() - now) return Clock::time_point::max();
-    return now + std::chrono::duration_cast<Clock::duration>(d);
-  }
-  detail::SpinLock qlock_;
-  detail::WaitList waiters_;   // guarded by qlock_
+  // Stateless: its waiters are queued in the parking lot under its address.
+  // One byte of padding keeps distinct CondVars at distinct addresses.
+  [[maybe_unused]] char unused_ = 0;
 };
 
 // Waits for a collection of fibers to finish, as Go's sync.WaitGroup.
@@ -159,13 +163,18 @@ class WaitGroup {
   void add(int n = 1);
   void done() { add(-1); }
   void wait();
+  // Waits at most d; true when the counter reached zero.
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> d) {
+    return wait_until(detail::deadline_after(d));
+  }
+  bool wait_until(Clock::time_point deadline);
 
  private:
   // The counter changes by atomic RMW anywhere; the transition to zero and
-  // the waiter list are ordered by qlock_ (see sync.cpp).
+  // the waiters (in the parking lot, keyed by this) are ordered by the
+  // lot bucket's lock (see sync.cpp).
   std::atomic<std::int64_t> count_{0};
-  detail::SpinLock qlock_;
-  detail::WaitList waiters_;   // guarded by qlock_
 };
 
 }  // namespace weft
