@@ -268,6 +268,10 @@ bool quiet(Runtime& r) noexcept {
 }
 
 void declare_deadlock(Runtime& r) {
+  // Once per runtime, and never once shutdown began: after the report run()
+  // unwinds every fiber, and an unwinding fiber that parks for good in a
+  // destructor must not make the monitor report (and wake run()) again.
+  if (r.deadlocked.load(std::memory_order_acquire) || r.stopping.load(std::memory_order_acquire)) return;
   std::ostringstream out;
   out << "weft: all fibers are asleep - deadlock!\n\n";
   dump_runtime(r, out);

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 
 namespace weft::rt {
@@ -79,6 +80,9 @@ class RunQueue {
   // Any thread: moves half of this queue's entries into `dst` (whose owner is
   // the caller) and returns one of them to run, or nullptr.
   Fiber* steal_into(RunQueue& dst) noexcept {
+    // dst must be the thief's own queue, empty: the copied entries start at
+    // its tail and only its owner (the caller) pushes to it.
+    assert(dst.empty() && "steal_into needs an empty destination queue");
     std::uint32_t dt = dst.tail_.load(std::memory_order_relaxed);
     for (;;) {
       std::uint32_t h = head_.load(std::memory_order_acquire);

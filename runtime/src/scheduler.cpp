@@ -22,6 +22,8 @@
 //   poller, one worker at a time) until the earliest timer deadline. A new
 //   runnable fiber wakes a sleeper only when no worker is spinning.
 #include <linux/futex.h>
+#include <sched.h>
+#include <time.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -59,6 +61,42 @@ extern "C" {
 }
 
 namespace weft::rt {
+
+#ifdef WEFT_CHAOS
+// One in eight points does something: mostly a yield of the OS thread or a
+// spin of up to ~2 us, sometimes a sleep of up to 50 us (long enough for
+// another worker to run a whole park/unpark round). Per-thread xorshift,
+// seeded from the thread id and the clock; nothing here takes a lock or
+// touches the runtime, so it is safe on any stack and inside any window.
+[[gnu::noinline]] void chaos_point() noexcept {
+  thread_local std::uint64_t s = 0;
+  if (s == 0) s = (static_cast<std::uint64_t>(syscall(SYS_gettid)) << 32) ^ static_cast<std::uint64_t>(to_ns(Clock::now())) | 1;
+  s ^= s << 13;
+  s ^= s >> 7;
+  s ^= s << 17;
+  std::uint64_t r = s;
+  if (r % 8 != 0) return;
+  r >>= 3;
+  switch (r % 8) {
+    case 0:
+    case 1:
+    case 2:
+      sched_yield();
+      break;
+    case 3: {
+      timespec ts{0, static_cast<long>(1000 + (r >> 3) % 49000)};
+      nanosleep(&ts, nullptr);
+      break;
+    }
+    default:
+      for (std::uint64_t i = (r >> 3) % 512; i > 0; i--) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+  }
+}
+#endif
 
 [[noreturn]] void die(const std::string& msg) {
   std::fprintf(stderr, "%s\n", msg.c_str());
@@ -111,6 +149,7 @@ Fiber* steal(Worker* w) noexcept {
     Worker* v = r.workers[(start + i) % n].get();
     if (v == w || !v->shared) continue;  // an unshared queue is rescued by the monitor only
     if (!stealable(v)) continue;
+    WEFT_CHAOS_POINT();
     if (Fiber* f = v->q.steal_into(w->q)) {
       w->steals.store(w->steals.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       return f;
@@ -134,6 +173,7 @@ Fiber* steal(Worker* w) noexcept {
           !r.poller_busy.exchange(true, std::memory_order_acquire)) {
         r.last_poll_ns.store(now, std::memory_order_relaxed);
         r.polls.fetch_add(1, std::memory_order_relaxed);
+        WEFT_CHAOS_POINT();
         p->poll(Clock::time_point::min());
         r.poller_busy.store(false, std::memory_order_release);
       }
@@ -178,6 +218,7 @@ void sleep_worker(Runtime& r, Worker* w, std::int64_t deadline) noexcept {
       w->in_poller = w->in_idle_list;
     }
     r.polls.fetch_add(1, std::memory_order_relaxed);
+    WEFT_CHAOS_POINT();
     if (w->sleep_word.load(std::memory_order_acquire) == 0)
       p->poll(deadline == kNoDeadline ? Clock::time_point::max() : Clock::time_point(std::chrono::nanoseconds(deadline)));
     r.last_poll_ns.store(to_ns(Clock::now()), std::memory_order_relaxed);
@@ -185,6 +226,27 @@ void sleep_worker(Runtime& r, Worker* w, std::int64_t deadline) noexcept {
     return;
   }
   futex_wait(&w->sleep_word, 0, deadline);
+}
+
+// The deadline a worker about to sleep uses: the earliest armed timer. A
+// store-buffering (Dekker) pair with timer_start: the sleeper publishes its
+// deadline, fences, then scans the heaps again; the armer adds its timer,
+// fences, then reads the published deadline. With both fences seq_cst one
+// of them sees the other: the sleeper finds the new timer, or the armer
+// finds a later deadline and wakes a worker. (Scanning first and publishing
+// after left a window: a timer armed between the scan and the store was
+// seen by neither, and if the arming worker then ran a long fiber, the
+// timer fired late, at that worker's next switch.)
+std::int64_t publish_sleep_deadline(Runtime& r) noexcept {
+  std::int64_t deadline = r.earliest_timer();
+  for (;;) {
+    WEFT_CHAOS_POINT();  // widen the window between the scan and the publication
+    r.sleepers_deadline.store(deadline, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::int64_t again = r.earliest_timer();
+    if (again >= deadline) return deadline;
+    deadline = again;
+  }
 }
 
 // The idle path, on the worker's own stack: steal, run timers, then sleep.
@@ -225,6 +287,7 @@ Fiber* find_work(Worker* w) noexcept {
         if (p) {  // every ~16 us: a poll is a system call
           if (!r.poller_busy.exchange(true, std::memory_order_acq_rel)) {
             r.polls.fetch_add(1, std::memory_order_relaxed);
+            WEFT_CHAOS_POINT();
             p->poll(Clock::time_point::min());
             r.last_poll_ns.store(to_ns(Clock::now()), std::memory_order_relaxed);
             r.poller_busy.store(false, std::memory_order_release);
@@ -261,9 +324,7 @@ Fiber* find_work(Worker* w) noexcept {
       if (!remove_from_idle(r, w)) w->spinning = true;  // a waker picked us: we count as spinning
       continue;
     }
-    std::int64_t deadline = r.earliest_timer();
-    r.sleepers_deadline.store(deadline, std::memory_order_release);
-    sleep_worker(r, w, deadline);
+    sleep_worker(r, w, publish_sleep_deadline(r));
     if (!remove_from_idle(r, w)) w->spinning = true;
   }
 }
@@ -388,6 +449,7 @@ WakeReason park(Parker p) noexcept {
   if (!f->unwinding && f->rt->stopping.load(std::memory_order_acquire)) unpark(p, WakeReason::Cancel);
   std::uint64_t v = f->sync->load(std::memory_order_acquire);
   if (!(v & kWoken)) {
+    WEFT_CHAOS_POINT();  // a waker may claim us before or after we switch out
     Worker* w = current_worker();
     w->parks.store(w->parks.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     switch_to(w, f, pick_local(w), Action::Park);
@@ -428,6 +490,7 @@ bool unpark(Parker p, WakeReason reason) noexcept {
     std::uint64_t nv = v | kWoken | (static_cast<std::uint64_t>(reason) << kReasonShift);
     if (p.sync->compare_exchange_weak(v, nv, std::memory_order_acq_rel, std::memory_order_acquire)) break;
   }
+  WEFT_CHAOS_POINT();  // claimed, not yet runnable
   // We own the wake. Touch the control block only where it cannot be
   // running or reused: a thread's block is immortal; a fiber's is ours only
   // if it was switched out. If it was not yet (kSwitched clear), its own
@@ -441,6 +504,28 @@ bool unpark(Parker p, WakeReason reason) noexcept {
     make_runnable(p.fiber);
   }
   return true;
+}
+
+void DeferredWake::set(Parker p) noexcept {
+  p_ = p;
+  pin_ = nullptr;
+  // A plain thread's block (rt == nullptr) is immortal; a fiber's runtime
+  // needs a pin unless we run on one of its workers. The fiber's fields are
+  // stable: it is parked (or parking) and cannot finish under our lock.
+  Runtime* r = p.fiber ? p.fiber->rt : nullptr;
+  if (!r) return;
+  Worker* w = current_worker();
+  if (w && w->rt == r) return;
+  r->ext_inflight.fetch_add(1, std::memory_order_acq_rel);
+  pin_ = r;
+}
+
+void DeferredWake::fire_slow() noexcept {
+  WEFT_CHAOS_POINT();  // the window between the waker's unlock and its unpark
+  Parker p = p_;
+  p_ = Parker{};
+  unpark(p);
+  if (pin_) static_cast<Runtime*>(std::exchange(pin_, nullptr))->ext_inflight.fetch_sub(1, std::memory_order_release);
 }
 
 bool can_spin() noexcept {
@@ -560,7 +645,14 @@ Fiber* Runtime::pop_global(Worker* w, bool batch) noexcept {
 }
 
 void Runtime::wakep() noexcept {
-  if (started_workers() == 1 && current_worker()) return;  // the only worker is the caller
+  // The only worker is the caller: it finds the work itself. (Only a worker
+  // of this runtime: a fiber of another runtime waking one of ours must wake
+  // our sleeping worker. The check once read `current_worker()` alone, and
+  // a one-worker runtime woken from another runtime slept on.)
+  if (started_workers() == 1) {
+    Worker* me = current_worker();
+    if (me && me->rt == this) return;
+  }
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (nspinning.load(std::memory_order_seq_cst) != 0 || nidle.load(std::memory_order_seq_cst) == 0) return;
   int zero = 0;
@@ -620,12 +712,20 @@ std::int64_t Runtime::earliest_timer() const noexcept {
   return d;
 }
 
+// Exits first, then spawns. Every exit counted in the first pass happened
+// after its fiber's spawn was counted (the spawner's counter store is
+// sequenced before the child can run, and the exit's release increment is
+// read with acquire), so the second pass counts that spawn too: the result
+// never undercounts a fiber that stays live throughout (at worst it counts a
+// fiber that exits meanwhile). Summing worker by worker, spawns and exits
+// together, once read 0 while a fiber was parked: a fiber spawned on a
+// worker already summed and exited on one not yet summed cancelled it out,
+// and shutdown stopped the workers without unwinding it.
 std::uint64_t Runtime::live_fibers() const noexcept {
-  std::uint64_t s = ext_spawned.load(std::memory_order_acquire), e = ext_exited.load(std::memory_order_acquire);
-  for (auto& w : workers) {
-    e += w->exited.load(std::memory_order_acquire);
-    s += w->spawned.load(std::memory_order_acquire);
-  }
+  std::uint64_t e = ext_exited.load(std::memory_order_acquire);
+  for (auto& w : workers) e += w->exited.load(std::memory_order_acquire);
+  std::uint64_t s = ext_spawned.load(std::memory_order_acquire);
+  for (auto& w : workers) s += w->spawned.load(std::memory_order_acquire);
   return s - e;
 }
 

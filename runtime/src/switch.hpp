@@ -74,6 +74,22 @@ inline void eh_restore(Worker* w, void* const slot[2]) noexcept { std::memcpy(w-
 // 4 ns per switch with two frames to return through). On x86-64 we enter it
 // with a jmp and a pushed return address instead, so calls and rets stay
 // paired. Red zone: the asm steps below it before pushing.
+//
+// Clobbers: everything the SysV ABI lets a call destroy, since another
+// context runs in between and jump_fcontext saves only the callee-saved
+// registers: the caller-saved GPRs, flags, x87, and every vector register.
+// Built for AVX-512 (-mavx512f, or -march=native on such a CPU) the
+// compiler also allocates xmm16-31 and the mask registers k0-k7, which are
+// caller-saved too: without naming them here GCC 12 and clang 14 kept live
+// doubles in xmm16/xmm17 across the switch, and the other context's vector
+// code overwrote them (tests/runtime/switch_avx512_test.cpp).
+#if defined(__AVX512F__)
+#define WEFT_AVX512_CLOBBERS                                                                                    \
+  , "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", \
+      "xmm28", "xmm29", "xmm30", "xmm31", "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
+#else
+#define WEFT_AVX512_CLOBBERS
+#endif
 [[gnu::always_inline]] inline bctx::transfer_t jump(bctx::fcontext_t to, void* vp) noexcept {
 #if defined(__x86_64__) && defined(__linux__)
   void* fctx;
@@ -89,7 +105,7 @@ inline void eh_restore(Worker* w, void* const slot[2]) noexcept { std::memcpy(w-
       :
       : "rcx", "r8", "r9", "r10", "r11", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
         "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "st", "st(1)", "st(2)",
-        "st(3)", "st(4)", "st(5)", "st(6)", "st(7)");
+        "st(3)", "st(4)", "st(5)", "st(6)", "st(7)" WEFT_AVX512_CLOBBERS);
   return {fctx, data};
 #else
   return bctx::jump_fcontext(to, vp);
@@ -195,6 +211,11 @@ inline void stack_bounds(Worker* w, Fiber* f, const void** bottom, std::size_t* 
 // RMWs). Putting a fiber into lifo needs no bracket (make_runnable).
 inline bool enter_local(Worker* w) noexcept {
   w->local_seq.store(w->local_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // The store must stay before the load in program order: the monitor's
+  // membarrier orders them on the CPU, but nothing forbade the compiler to
+  // sink a relaxed store below an acquire load. A compiler-only barrier
+  // (no instruction) keeps the hot path free of fences.
+  std::atomic_signal_fence(std::memory_order_seq_cst);
   return w->contended.load(std::memory_order_acquire);
 }
 inline void leave_local(Worker* w) noexcept {

@@ -115,12 +115,16 @@ void timer_start(Timer& t) noexcept {
   TimerHeap* h = &w->timers;
   std::int64_t before = h->next_ns();
   h->add(&t);
-  // A new earliest deadline that the sleeping workers do not know about:
-  // wake one so that it sleeps until this one instead.
+  WEFT_CHAOS_POINT();
+  // A new earliest deadline that the sleeping workers may not know about:
+  // wake one so that it sleeps until this one instead. The fence pairs with
+  // publish_sleep_deadline's (scheduler.cpp): either that sleeper's second
+  // scan sees our heap's new next_, or we see its published deadline here.
   std::int64_t when = to_ns(t.when);
   Runtime* r = w->rt;
-  if (when < before && when < r->sleepers_deadline.load(std::memory_order_acquire) &&
-      r->nidle.load(std::memory_order_acquire) > 0)
+  if (when >= before) return;  // not a new earliest here: whoever armed `before` did this
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (when < r->sleepers_deadline.load(std::memory_order_seq_cst) && r->nidle.load(std::memory_order_seq_cst) > 0)
     r->wakep();
 }
 

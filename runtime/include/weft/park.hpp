@@ -26,6 +26,20 @@
 #include <cstddef>
 #include <cstdint>
 
+// Chaos builds (meson -Dchaos=true) inject random yields and short delays at
+// the runtime's internal race windows (park, unpark, steal, poll, timer
+// arm, deferred wakes), so that interleavings a quiet machine almost never
+// produces show up in the test suites (run under TSan in CI). Elsewhere
+// WEFT_CHAOS_POINT() compiles to nothing.
+#ifdef WEFT_CHAOS
+namespace weft::rt {
+void chaos_point() noexcept;
+}
+#define WEFT_CHAOS_POINT() ::weft::rt::chaos_point()
+#else
+#define WEFT_CHAOS_POINT() ((void)0)
+#endif
+
 namespace weft {
 
 using Clock = std::chrono::steady_clock;
@@ -100,6 +114,36 @@ bool unpark(Parker p, WakeReason reason = WakeReason::Event) noexcept;
 // on a fiber of a runtime with more than one worker and nothing else queued
 // locally (Go's canSpin, simplified). False on plain threads.
 bool can_spin() noexcept;
+
+// A wake decided under the waker's lock and carried out after the unlock
+// (channels move the value under the lock and unpark after it). The fiber
+// woken may belong to a runtime the waker is not a worker of (the waker is
+// a plain thread, a blocking-pool thread, another runtime's fiber). Then,
+// between the unlock and the unpark, that fiber could be cancelled at
+// shutdown, unwind, and let its runtime free the sync table the unpark is
+// about to read. set() is called with the lock still held, while the lock
+// keeps the fiber from finishing: it pins the fiber's runtime (counts the
+// wake in the runtime's in-flight count, which run() waits out before it
+// frees anything) when the waker is outside it. fire() unparks and unpins.
+// A wake between fibers of one runtime's own workers pins nothing (the
+// runtime outlives its running workers): two loads on the hot path.
+class DeferredWake {
+ public:
+  DeferredWake() = default;
+  DeferredWake(const DeferredWake&) = delete;
+  DeferredWake& operator=(const DeferredWake&) = delete;
+  ~DeferredWake() { fire(); }
+  void set(Parker p) noexcept;  // with the waker's lock held
+  bool pending() const noexcept { return p_.sync != nullptr; }
+  void fire() noexcept {
+    if (p_.sync) fire_slow();
+  }
+
+ private:
+  void fire_slow() noexcept;
+  Parker p_;
+  void* pin_ = nullptr;
+};
 
 // The current fiber, or nullptr on a plain thread.
 Fiber* current_fiber() noexcept;

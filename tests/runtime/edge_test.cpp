@@ -1,0 +1,143 @@
+// edge_test.cpp: regression tests for the runtime races of issue 8 ("found
+// by reading"), each narrating its interleaving. The windows are narrow; the
+// chaos build (meson -Dchaos=true, ./dev test chaos) widens them with random
+// delays at exactly these points, and the suite runs so under TSan in CI.
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "test_util.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using weft_test::RuntimeTest;
+using weft_test::scaled;
+
+class Edge : public RuntimeTest {};
+
+// wakep() skipped the wake when "the only worker is the caller", testing
+// only that the caller was *a* worker. A fiber of runtime A completing a
+// rendezvous with a fiber of one-worker runtime B queued B's fiber on B's
+// global queue and returned without waking B's sleeping worker: B slept
+// until its next timer (here the 10 s bound of the select), or forever.
+// Either side may park first, so both directions are exercised: the value
+// must cross promptly (the bound is 10 s; a correct runtime takes
+// microseconds, so the verdict does not depend on the machine's speed).
+TEST_F(Edge, WakeAcrossRuntimesReachesAOneWorkerRuntime) {
+  const int rounds = static_cast<int>(scaled(40));
+  for (int i = 0; i < rounds; i++) {
+    weft::Chan<int> c(0);
+    std::atomic<bool> got{false}, sent{false};
+    std::thread b([&] {
+      weft::run([&] {
+        if (i % 2) weft::this_fiber::sleep_for(200us);  // alternate who parks first
+        weft::select(weft::recv(c, [&](std::optional<int> v) { got = v == i; }), weft::after(10s, [] {}));
+      }, weft::Options{.workers = 1});
+    });
+    std::thread a([&] {
+      weft::run([&] {
+        if (i % 2 == 0) weft::this_fiber::sleep_for(200us);
+        weft::select(weft::send(c, i, [&] { sent = true; }), weft::after(10s, [] {}));
+      }, weft::Options{.workers = 1});
+    });
+    auto t0 = weft::Clock::now();
+    a.join();
+    b.join();
+    EXPECT_TRUE(got.load()) << "round " << i;
+    EXPECT_TRUE(sent.load()) << "round " << i;
+    EXPECT_LT(weft::Clock::now() - t0, 5s) << "round " << i << ": a wake across runtimes waited for a timer";
+  }
+}
+
+// A plain thread's send completes a fiber's parked recv: under the channel
+// lock it moves the value and takes the receiver's parker, unlocks, then
+// unparks. In between, main returned: the shutdown sweep cancelled the
+// receiver (its claim was still open), it unwound, the runtime ended and
+// freed its sync table, and the late unpark read freed memory. Now the send
+// pins the receiver's runtime while it still holds the lock (DeferredWake),
+// and run() waits for the pin to drop. Under ASan (and the chaos build, which
+// sleeps in exactly that window) the old order was a use-after-free.
+TEST_F(Edge, OutsideWakeRacingShutdownKeepsTheRuntimeAlive) {
+  const int rounds = static_cast<int>(scaled(200));
+  for (int i = 0; i < rounds; i++) {
+    weft::Chan<int> c(0);
+    std::atomic<bool> parked{false};
+    std::thread t;
+    weft::run([&] {
+      weft::spawn([&] {
+        parked = true;
+        (void)c.recv();  // parks; cancelled at shutdown unless the send won
+      });
+      t = std::thread([&] {
+        while (!parked) std::this_thread::yield();
+        try {
+          (void)c.try_send(i);
+        } catch (const weft::ChanClosed&) {
+        }
+      });
+      if (i % 3) weft::this_fiber::sleep_for(std::chrono::microseconds(i % 50));
+    }, weft::Options{.workers = 1u + static_cast<unsigned>(i % 2)});
+    t.join();
+  }
+}
+
+// A timer armed while an idle worker is between scanning the timer heaps
+// and publishing its sleep deadline was seen by neither side: the sleeper
+// slept with no deadline, and the arming worker, busy with a long fiber,
+// ran its timers only at its next switch. Here worker X arms a 1 ms sleep
+// and then runs a 200 ms CPU hog; the other worker is idle. The sleeper
+// must wake while the hog still runs (the idle worker fires X's timers).
+TEST_F(Edge, TimerArmedWhileTheOtherWorkerGoesToSleepFiresOnTime) {
+  const int rounds = static_cast<int>(scaled(20));
+  int late = 0;
+  weft::run([&] {
+    for (int i = 0; i < rounds; i++) {
+      std::atomic<bool> hog_done{false}, woke_during_hog{false};
+      weft::WaitGroup wg;
+      wg.add(2);
+      weft::spawn([&] {
+        weft::this_fiber::sleep_for(1ms);  // armed on this worker's heap
+        woke_during_hog = !hog_done.load();
+        wg.done();
+      });
+      weft::spawn([&] {  // queued behind the sleeper on the same worker
+        auto end = weft::Clock::now() + 200ms;
+        while (weft::Clock::now() < end) {
+        }
+        hog_done = true;
+        wg.done();
+      });
+      wg.wait();
+      if (!woke_during_hog) late++;
+    }
+  }, weft::Options{.workers = 2, .stuck_threshold = std::chrono::milliseconds(1000)});
+  EXPECT_EQ(late, 0) << "a 1 ms sleep outlasted a 200 ms hog on the other worker";
+}
+
+// Shutdown read the live-fiber count worker by worker, spawns and exits
+// together, and could read 0 while a fiber was parked: a fiber spawned on
+// a worker already summed and ending on one not yet summed cancelled out
+// the parked one, and run() stopped the workers without unwinding it (its
+// destructors never ran). Many short-lived fibers churn across two
+// workers while one stays parked; its destructor must run every time.
+TEST_F(Edge, ShutdownUnwindsAParkedFiberWhileOthersChurn) {
+  const int rounds = static_cast<int>(scaled(100));
+  for (int i = 0; i < rounds; i++) {
+    weft_test::Probe::reset();
+    weft::run([&] {
+      weft::spawn([] {
+        weft_test::Probe p;
+        weft::Chan<int> never(0);
+        (void)never.recv();
+      });
+      for (int k = 0; k < 8; k++)
+        weft::spawn([] {
+          for (int j = 0; j < 50; j++) weft::spawn([] { weft::this_fiber::yield(); });
+        });
+    }, weft::Options{.workers = 2});
+    EXPECT_EQ(weft_test::Probe::made.load(), weft_test::Probe::destroyed.load()) << "round " << i;
+  }
+}
+
+}  // namespace
