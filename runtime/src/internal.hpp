@@ -1,7 +1,8 @@
 // internal.hpp: the scheduler's shared state (Runtime, Worker, TimerHeap).
 //
 // Lock order (the whole library's list is in HACKING.md):
-//   primitive qlock_ (Mutex/CondVar/WaitGroup/channel)  ->  Runtime::idle_lock
+//   primitive queue lock (Mutex::qlock_, a parking-lot bucket of CondVar/
+//   WaitGroup, a channel's lock)  ->  Runtime::idle_lock
 //   TimerHeap::lock  (a leaf: callbacks run after it is released)
 //   Runtime::gq_lock (a leaf)
 //   StackArena::lock_ (a leaf)
@@ -100,6 +101,10 @@ struct Worker : WorkerBase {
   bool shared = false;            // thieves may steal from q (pop must CAS)
   std::uint32_t countdown = 61;   // picks until the next global-queue check
   bool spinning = false;          // owner only; counted in Runtime::nspinning
+  // Owner only: set while this worker runs timers or polls between fibers,
+  // so the wakes they make go to the run queue and wake a worker instead of
+  // taking the lifo slot (park.cpp: ready).
+  bool batch_wake = false;
   bctx::fcontext_t sched_ctx = nullptr;  // the worker thread's own context
   // The fiber running on this worker. Written by the owner (relaxed: a plain
   // store); read by the owner, and by dump/stats as a hint.
@@ -205,7 +210,7 @@ inline Worker* current_worker() noexcept { return static_cast<Worker*>(current_w
 void monitor_loop(Runtime& r, pid_t run_caller) noexcept;
 struct sigaction install_sigquit_dump() noexcept;  // returns the previous disposition
 void worker_loop(Worker* w);
-void make_runnable(Fiber* f) noexcept;   // after winning its claim
+void ready(Fiber* f) noexcept;   // after winning its claim (park.cpp)
 void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t val, std::int64_t deadline_ns) noexcept;
 void futex_wake(std::atomic<std::uint32_t>* w, int n) noexcept;
 

@@ -22,37 +22,13 @@
 //   blocking() call), on two ticks in a row with no switch in between, it
 //   reports "weft: all fibers are asleep - deadlock!" and the fiber dump,
 //   and makes run() unwind everything and throw weft::Deadlock (or aborts).
-//
-// The rescue protocol (taking the lifo slot or an unshared queue's fibers
-// while the owner is stuck, without making the owner pay for atomic RMWs on
-// its hot path). The owner brackets each *take* from them with local_seq
-// (odd inside) and reads `contended` after entering; putting a fiber into an
-// empty lifo slot is a plain store and needs no bracket (the monitor only
-// swaps fibers out: whichever of the two comes first, the fiber ends up
-// exactly once in the slot or in the monitor's hands), displacing one is an
-// exchange. The monitor:
-//   1. reads local_seq = s0; gives up if odd (owner inside);
-//   2. sets contended = true;
-//   3. issues membarrier(PRIVATE_EXPEDITED): every thread of the process
-//      executes a full barrier, so the owner's earlier stores are visible
-//      and its later loads see step 2;
-//   4. re-reads local_seq: if it still equals s0, the owner entered no
-//      bracket before the barrier that it may still be in, and every
-//      bracket it enters later sees contended and uses RMWs; so the monitor
-//      may exchange the lifo slot and CAS-pop the queue. Otherwise it gives
-//      up for this tick.
-//   5. clears contended (release: the owner's next acquire of it sees the
-//      monitor's takes), after which the owner is alone again.
-// This is the asymmetric Dekker pattern: the fence cost moves entirely to
-// the rare side. Without membarrier (old kernels) the rescue is skipped and
-// a stuck worker's lifo fiber waits for it.
+// The rescue of a stuck worker's lifo slot and unshared queue: lifo.hpp.
 //
 // Shared state: reads workers' counters, queue sizes and `current` (relaxed,
 // hints); writes stuck_at and reported (relaxed), coarse_ms, and the
 // global queue (under gq_lock). It is the only thread that starts spares
 // (nstarted, release, after the Worker is ready).
 #include <dirent.h>
-#include <linux/membarrier.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -67,6 +43,7 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "lifo.hpp"
 #include "switch.hpp"
 
 namespace weft::rt {
@@ -102,20 +79,6 @@ std::vector<pid_t> list_threads() {
   return out;
 }
 
-// ---- membarrier ----------------------------------------------------------------
-int g_barrier_cmd = -1;  // set once by the first monitor (call_once)
-std::once_flag g_barrier_once;
-
-bool process_barrier() noexcept {
-  std::call_once(g_barrier_once, [] {
-    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
-      g_barrier_cmd = MEMBARRIER_CMD_PRIVATE_EXPEDITED;
-    else if (syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) > 0)
-      g_barrier_cmd = MEMBARRIER_CMD_GLOBAL;
-  });
-  return g_barrier_cmd >= 0 && syscall(SYS_membarrier, g_barrier_cmd, 0, 0) == 0;
-}
-
 // ---- is a worker really stuck? -------------------------------------------------
 std::int64_t cpu_ms(const Worker& w) noexcept {
   timespec ts{};
@@ -143,28 +106,6 @@ extern "C" void on_sigquit(int) { g_sigquit.store(1, std::memory_order_relaxed);
 
 std::int64_t ms_since(const Runtime& r) noexcept {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.start_time).count();
-}
-
-// Moves what thieves cannot take from a stuck worker (its lifo slot; its
-// whole queue if unshared) to the global queue. See the protocol above.
-void rescue(Runtime& r, Worker& w) noexcept {
-  std::uint32_t s0 = w.local_seq.load(std::memory_order_acquire);
-  if ((s0 & 1) || (!w.lifo.load(std::memory_order_relaxed) && (w.shared || w.q.empty()))) return;
-  w.contended.store(true, std::memory_order_relaxed);
-  if (process_barrier() && w.local_seq.load(std::memory_order_acquire) == s0) {
-    Fiber* got[RunQueue::kSize + 1];
-    unsigned n = 0;
-    if (Fiber* f = w.lifo.exchange(nullptr, std::memory_order_acq_rel)) got[n++] = f;
-    // The owner may keep pushing meanwhile (a stuck fiber waking others):
-    // take at most one queue's worth.
-    while (!w.shared && n < RunQueue::kSize + 1) {
-      Fiber* f = w.q.pop();
-      if (!f) break;
-      got[n++] = f;
-    }
-    for (unsigned i = 0; i < n; i++) r.inject(got[i]);
-  }
-  w.contended.store(false, std::memory_order_release);
 }
 
 // Reports the fiber running on w, once per fiber.

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "internal.hpp"
+#include "lifo.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define WEFT_ASAN 1
@@ -203,29 +204,6 @@ inline void stack_bounds(Worker* w, Fiber* f, const void** bottom, std::size_t* 
   } else {
     eh_restore(now, now->sched_eh);
   }
-}
-
-// The owner's bracket around taking from lifo and popping an unshared queue
-// (monitor.cpp explains the protocol): odd local_seq while inside; the
-// returned flag says whether the monitor may be taking too (then use atomic
-// RMWs). Putting a fiber into lifo needs no bracket (make_runnable).
-inline bool enter_local(Worker* w) noexcept {
-  w->local_seq.store(w->local_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  // The store must stay before the load in program order: the monitor's
-  // membarrier orders them on the CPU, but nothing forbade the compiler to
-  // sink a relaxed store below an acquire load. A compiler-only barrier
-  // (no instruction) keeps the hot path free of fences.
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  return w->contended.load(std::memory_order_acquire);
-}
-inline void leave_local(Worker* w) noexcept {
-  w->local_seq.store(w->local_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-}
-inline Fiber* take_lifo(Worker* w, bool contended) noexcept {
-  if (contended) return w->lifo.exchange(nullptr, std::memory_order_acq_rel);
-  Fiber* f = w->lifo.load(std::memory_order_acquire);
-  if (f) w->lifo.store(nullptr, std::memory_order_relaxed);
-  return f;
 }
 
 // The next fiber from this worker's own sources (no stealing, no sleeping).

@@ -1,0 +1,207 @@
+// park.cpp: park and unpark (the sync-word protocol of fiber.hpp and
+// park.hpp), the single entry point that makes a woken fiber runnable
+// (ready), deferred wakes, the futexes of plain threads and idle workers,
+// and the cooperative budget. The scheduler that runs what these make
+// runnable: scheduler.cpp. Shared state and lock order: internal.hpp.
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "switch.hpp"
+
+namespace weft::rt {
+
+void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t val, std::int64_t deadline_ns) noexcept {
+  timespec ts{};
+  timespec* tp = nullptr;
+  if (deadline_ns != kNoDeadline) {
+    std::int64_t d = deadline_ns - to_ns(Clock::now());
+    if (d <= 0) return;
+    ts.tv_sec = d / 1000000000;
+    ts.tv_nsec = d % 1000000000;
+    tp = &ts;
+  }
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE, val, tp, nullptr, 0);
+}
+
+void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE_PRIVATE, n, nullptr, nullptr, 0);
+}
+
+// Makes a fiber whose park we claimed runnable: the one entry point, for
+// every source of wakes.
+// - From a fiber running on a worker of f's runtime (a channel hand-off, an
+//   unlock): f goes to this worker's lifo slot and runs next, not
+//   stealable, waking nobody (message-passing locality; the monitor shares
+//   a lasting backlog). A fiber it displaces goes to the run queue.
+// - From a timer or the poller (run by an idle worker, or by a busy one
+//   between fibers: Worker::batch_wake), or from the idle path: f goes to
+//   the run queue and an idle worker is woken. A poll that readies many
+//   fibers must not push them one by one through the lifo slot (each
+//   displacing the last, none shared).
+// - From outside the runtime (a plain thread, the blocking pool, another
+//   runtime): the global queue, and a worker is woken. Once f is queued it
+//   may run, let main return and run() tear the runtime down while we are
+//   still in inject()'s wakep(): the in-flight count makes run() wait for
+//   our last touch (found by TSan: a blocking-pool thread read
+//   Runtime::nspinning after the runtime was destroyed and a new one built
+//   in its place).
+void ready(Fiber* f) noexcept {
+  Worker* w = current_worker();
+  Runtime* r = f->rt;
+  if (!w || w->rt != r) {
+    r->ext_inflight.fetch_add(1, std::memory_order_acq_rel);
+    r->inject(f);
+    r->ext_inflight.fetch_sub(1, std::memory_order_release);
+  } else if (w->current.load(std::memory_order_relaxed) && !w->batch_wake) {
+    if (Fiber* old = lifo_put(w, f)) push_local(w, old);
+  } else {
+    push_local(w, f);
+    r->wakep();
+  }
+}
+
+Parker prepare_park(WaitKind kind, const void* object) noexcept {
+  Fiber* f = current_fiber();
+  if (!f) f = thread_fiber();
+  f->gen++;
+  f->wait_kind = kind;
+  f->wait_obj = object;
+  if (f->is_thread) {
+    f->thread_wake.store(0, std::memory_order_relaxed);
+  } else {
+    f->park_ms = f->rt->coarse_ms.load(std::memory_order_relaxed);
+  }
+  f->sync->store((f->gen << kGenShift) | kLive | (f->unwinding ? kUnwinding : 0) | (f->is_thread ? kThread : 0),
+                 std::memory_order_release);
+  return Parker{f, f->sync, f->gen};
+}
+
+WakeReason park(Parker p) noexcept {
+  Fiber* f = p.fiber;
+  if (f->is_thread) {
+    while (f->thread_wake.load(std::memory_order_acquire) == 0) futex_wait(&f->thread_wake, 0, kNoDeadline);
+    f->wait_kind = WaitKind::None;
+    return reason_of(f->sync->load(std::memory_order_acquire));
+  }
+  // At shutdown a fiber that is not yet unwinding does not park: it claims
+  // its own park with Cancel and the caller unwinds.
+  if (!f->unwinding && f->rt->stopping.load(std::memory_order_acquire)) unpark(p, WakeReason::Cancel);
+  std::uint64_t v = f->sync->load(std::memory_order_acquire);
+  if (!(v & kWoken)) {
+    WEFT_CHAOS_POINT();  // a waker may claim us before or after we switch out
+    Worker* w = current_worker();
+    w->parks.store(w->parks.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    switch_to(w, f, pick_local(w), Action::Park);
+    v = f->sync->load(std::memory_order_acquire);
+  }
+  f->wait_kind = WaitKind::None;
+  f->wait_obj = nullptr;
+  return reason_of(v);
+}
+
+WakeReason park_until(Parker p, Clock::time_point deadline) noexcept {
+  if (deadline == Clock::time_point::max()) return park(p);
+  Fiber* f = p.fiber;
+  if (!f->is_thread) {
+    Timer t;
+    timer_start_unpark(t, deadline, p);
+    WakeReason r = park(p);
+    if (r != WakeReason::Timeout) timer_cancel(t);
+    return r;
+  }
+  std::int64_t d = to_ns(deadline);
+  while (f->thread_wake.load(std::memory_order_acquire) == 0) {
+    if (to_ns(Clock::now()) >= d) {
+      if (unpark(p, WakeReason::Timeout)) break;  // claimed our own park
+      d = kNoDeadline;  // someone else won: their wake is on its way
+    }
+    futex_wait(&f->thread_wake, 0, d);
+  }
+  f->wait_kind = WaitKind::None;
+  return reason_of(f->sync->load(std::memory_order_acquire));
+}
+
+bool unpark(Parker p, WakeReason reason) noexcept {
+  if (!p.sync) return false;
+  std::uint64_t v = p.sync->load(std::memory_order_acquire);
+  for (;;) {
+    if ((v >> kGenShift) != p.token || (v & kWoken)) return false;
+    std::uint64_t nv = v | kWoken | (static_cast<std::uint64_t>(reason) << kReasonShift);
+    if (p.sync->compare_exchange_weak(v, nv, std::memory_order_acq_rel, std::memory_order_acquire)) break;
+  }
+  WEFT_CHAOS_POINT();  // claimed, not yet runnable
+  // We own the wake. Touch the control block only where it cannot be
+  // running or reused: a thread's block is immortal; a fiber's is ours only
+  // if it was switched out. If it was not yet (kSwitched clear), its own
+  // switch-out queues it, and it may already be running, even finished and
+  // its slot reused, by the time we get here (TSan caught a read of
+  // is_thread racing with the next fiber's construction in that slot).
+  if (v & kThread) {
+    p.fiber->thread_wake.store(1, std::memory_order_release);
+    futex_wake(&p.fiber->thread_wake, 1);
+  } else if (v & kSwitched) {
+    ready(p.fiber);
+  }
+  return true;
+}
+
+void DeferredWake::set(Parker p) noexcept {
+  p_ = p;
+  pin_ = nullptr;
+  // A plain thread's block (rt == nullptr) is immortal; a fiber's runtime
+  // needs a pin unless we run on one of its workers. The fiber's fields are
+  // stable: it is parked (or parking) and cannot finish under our lock.
+  Runtime* r = p.fiber ? p.fiber->rt : nullptr;
+  if (!r) return;
+  Worker* w = current_worker();
+  if (w && w->rt == r) return;
+  r->ext_inflight.fetch_add(1, std::memory_order_acq_rel);
+  pin_ = r;
+}
+
+void DeferredWake::fire_slow() noexcept {
+  WEFT_CHAOS_POINT();  // the window between the waker's unlock and its unpark
+  Parker p = p_;
+  p_ = Parker{};
+  unpark(p);
+  if (pin_) static_cast<Runtime*>(std::exchange(pin_, nullptr))->ext_inflight.fetch_sub(1, std::memory_order_release);
+}
+
+bool can_spin() noexcept {
+  Worker* w = current_worker();
+  return w && w->current.load(std::memory_order_relaxed) && w->rt->started_workers() > 1 && w->q.empty() &&
+         !w->lifo.load(std::memory_order_relaxed);
+}
+
+void budget_exhausted() noexcept {
+  Worker* w = current_worker();
+  w->budget = kBudget;
+  Fiber* f = w->current.load(std::memory_order_relaxed);
+  // Not on a fiber (a plain thread never has a worker; the scheduler's own
+  // context spends none), or shutting down: the caller carries on.
+  if (!f || f->rt->stopping.load(std::memory_order_relaxed)) return;
+  Fiber* next = pick_local(w);
+  if (!next) return;
+  w->budget_yields.store(w->budget_yields.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  switch_to(w, f, next, Action::Yield);
+}
+
+void begin_unwinding() noexcept {
+  if (Fiber* f = current_fiber()) f->unwinding = true;
+}
+
+void throw_unwind() {
+  if (Fiber* f = current_fiber()) f->unwinding = true;
+  throw detail::FiberUnwind{};
+}
+
+bool should_unwind() noexcept {
+  Fiber* f = current_fiber();
+  return f && !f->unwinding && f->rt->stopping.load(std::memory_order_acquire);
+}
+
+}  // namespace weft::rt
