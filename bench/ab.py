@@ -17,6 +17,7 @@ rounds agree; otherwise rerun with more --reps). Everything it creates
 their PID.
 
 Benchmarks (lower is better for every metric, except round trips/s):
+  spawn/join/workers:1|2  runtime_bench: spawn and join 1M empty fibers, ns_per_fiber
   yield                 runtime_bench "yield" (2 fibers, 1 worker), ns_per_switch
   pingpong/workers:1|2  chan_bench "pingpong/workers:N", ns_per_roundtrip
   echo w=1|2            examples/echo_server against bench/loadgen (64-byte
@@ -54,6 +55,8 @@ DEFAULT_BASE = "6efba2f"  # the last commit before the monitor/budget work
 
 # (label, binary, Google Benchmark name, counter)
 MICRO = [
+    ("spawn/join/workers:1", "runtime_bench", "spawn/join/workers:1", "ns_per_fiber"),
+    ("spawn/join/workers:2", "runtime_bench", "spawn/join/workers:2", "ns_per_fiber"),
     ("yield", "runtime_bench", "yield", "ns_per_switch"),
     ("pingpong/workers:1", "chan_bench", "pingpong/workers:1", "ns_per_roundtrip"),
     ("pingpong/workers:2", "chan_bench", "pingpong/workers:2", "ns_per_roundtrip"),
