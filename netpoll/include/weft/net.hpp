@@ -1,5 +1,6 @@
 // weft/net.hpp: sockets that park the calling fiber, never its thread
-// (API.md "Networking"), and weft::blocking() for calls that must block.
+// (API.md "Networking"). weft::blocking() (weft/blocking.hpp, a runtime
+// facility) is included for the code that found it here.
 //
 // Every call parks only the calling fiber. Errors throw std::system_error
 // with the errno; a passed deadline throws weft::Timeout (a system_error
@@ -24,6 +25,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <weft/blocking.hpp>
 #include <weft/park.hpp>
 
 namespace weft {
@@ -32,36 +34,6 @@ namespace weft {
 struct Timeout : std::system_error {
   explicit Timeout(const std::string& what) : std::system_error(std::make_error_code(std::errc::timed_out), what) {}
 };
-
-namespace detail {
-// Runs job(arg) on the blocking pool while the calling fiber parks (or
-// directly when called off the runtime). Rethrows what job threw.
-void run_blocking(void (*job)(void*), void* arg);
-}  // namespace detail
-
-// Runs f() on a separate, bounded, growable thread pool while the calling
-// fiber parks, and returns its result or rethrows its exception. For calls
-// that block a thread: file I/O, name resolution, third-party clients.
-// If the runtime shuts down meanwhile, the fiber unwinds and the result is
-// dropped once f returns.
-template <class F>
-auto blocking(F&& f) -> std::invoke_result_t<F&> {
-  using R = std::invoke_result_t<F&>;
-  struct Job {
-    F* f;
-    std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> out{};
-    static void run(void* p) {
-      auto* j = static_cast<Job*>(p);
-      if constexpr (std::is_void_v<R>) {
-        (*j->f)();
-      } else {
-        j->out.emplace((*j->f)());
-      }
-    }
-  } job{&f};
-  detail::run_blocking(&Job::run, &job);
-  if constexpr (!std::is_void_v<R>) return std::move(*job.out);
-}
 
 namespace net {
 

@@ -14,7 +14,7 @@
 // and parker; the pool thread copies the parker under it and unparks after
 // releasing it, so the record is never touched once `done` is visible.
 // Lock order: Pool::mu and Job::lock are never held together.
-#include <weft/net.hpp>
+#include <weft/blocking.hpp>
 #include <weft/runtime.hpp>
 #include <weft/sync.hpp>
 
