@@ -11,8 +11,9 @@
 // writes into its stack, then unwinds.
 //
 // Shared state: Pool::mu guards queue, idle, threads. Job::lock guards done
-// and parker; the pool thread copies the parker under it and unparks after
-// releasing it, so the record is never touched once `done` is visible.
+// and parker; the pool thread copies the parker under it (pinning the
+// fiber's runtime: DeferredWake) and unparks after releasing it, so the
+// record is never touched once `done` is visible.
 // Lock order: Pool::mu and Job::lock are never held together.
 #include <weft/blocking.hpp>
 #include <weft/runtime.hpp>
@@ -75,13 +76,18 @@ class Pool {
       } catch (...) {
         j->error = std::current_exception();
       }
-      rt::Parker p;
+      // The wake is decided under j->lock and carried out after it: pin
+      // the fiber's runtime meanwhile (park.hpp: DeferredWake). Without the
+      // pin: a fiber cancelled at shutdown sees `done` under the lock right
+      // after we release it, returns, unwinds, lets run() end and free the
+      // sync table, and our late unpark of its old parker reads freed memory.
+      rt::DeferredWake wake;
       {
         std::lock_guard<weft::detail::SpinLock> jl(j->lock);
         j->done = true;
-        p = j->parker;
+        wake.set(j->parker);
       }
-      rt::unpark(p);
+      wake.fire();
       g.lock();
     }
   }
