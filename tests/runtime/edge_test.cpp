@@ -82,6 +82,30 @@ TEST_F(Edge, OutsideWakeRacingShutdownKeepsTheRuntimeAlive) {
   }
 }
 
+// The blocking pool's thread finishes a job: under the job's lock it sets
+// done and takes the fiber's parker, unlocks, then unparks. The fiber had
+// been cancelled by shutdown (it keeps waiting for the job, which writes
+// into its stack): it re-checked under the lock, saw done, unwound and
+// exited, run() returned and freed the sync table, and the late unpark of
+// the old parker read freed memory. Now the pool thread pins the runtime
+// across that window. Caught by ASan and the chaos build (which sleeps in
+// the window).
+TEST_F(Edge, BlockingJobFinishingAtShutdownKeepsTheRuntimeAlive) {
+  const int rounds = static_cast<int>(scaled(200));
+  for (int i = 0; i < rounds; i++) {
+    std::atomic<bool> started{false};
+    weft::run([&] {
+      weft::spawn([&] {
+        weft::blocking([&] {
+          started = true;
+          std::this_thread::sleep_for(std::chrono::microseconds(i % 40));
+        });
+      });
+      while (!started) weft::this_fiber::yield();
+    }, weft::Options{.workers = 1u + static_cast<unsigned>(i % 2)});
+  }
+}
+
 // A timer armed while an idle worker is between scanning the timer heaps
 // and publishing its sleep deadline was seen by neither side: the sleeper
 // slept with no deadline, and the arming worker, busy with a long fiber,
