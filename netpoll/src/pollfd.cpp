@@ -8,7 +8,9 @@
 // whose park it can still claim and marks it `edge` (that waiter now owns
 // the edge and goes straight to its system call); a waiter whose claim was
 // lost (woken by the runtime's Cancel) is skipped, so the edge passes on;
-// with no waiter left the edge is recorded in `ready`. Close and deadline
+// with no waiter left the edge is recorded in `ready`. The owner of an edge
+// passes it to the next waiter after its system call (pass_edge): an edge
+// announces "something arrived", maybe more than one call takes. Close and deadline
 // expiry dequeue every waiter of the direction; those re-check under the
 // lock and throw. A waiter the runtime cancelled while still queued
 // dequeues itself.
@@ -88,6 +90,14 @@ std::uint32_t seq_locked(const PollDesc* pd) {
 }
 
 // ---- the waiter queue of a direction (all under pd->lock) ----------------------------
+
+void push_front(Slot& s, IoWaiter* w) noexcept {
+  w->prev = nullptr;
+  w->next = s.head;
+  if (s.head) s.head->prev = w; else s.tail = w;
+  s.head = w;
+  w->queued = true;
+}
 
 void push_back(Slot& s, IoWaiter* w) noexcept {
   w->next = nullptr;
@@ -270,7 +280,7 @@ void op_end(PollDesc* pd) noexcept {
   if ((prev & (PollDesc::kClosing | PollDesc::kCount)) == (PollDesc::kClosing | 1)) final_close(pd);
 }
 
-void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op) {
+void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, bool again) {
   Slot& s = slot(pd, d);
   IoWaiter w;
   std::unique_lock<weft::detail::SpinLock> g(pd->lock);
@@ -290,7 +300,7 @@ void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op) {
     }
     w.parker = rt::prepare_park(d == Dir::Read ? WaitKind::IoRead : WaitKind::IoWrite, pd);
     w.edge = false;
-    push_back(s, &w);
+    if (again) push_front(s, &w); else push_back(s, &w);
     g.unlock();
     WakeReason r = rt::park(w.parker);
     g.lock();
@@ -303,6 +313,12 @@ void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op) {
     // Woken by close or deadline expiry: the checks above throw (or, if the
     // deadline was reset meanwhile, wait again).
   }
+}
+
+void pass_edge(PollDesc* pd, std::uint32_t seq, Dir d) noexcept {
+  Slot& s = slot(pd, d);
+  std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+  if (seq_locked(pd) == seq && s.head) give_edge(s);
 }
 
 void set_deadline(PollDesc* pd, std::uint32_t seq, Dir d, Clock::time_point t) {

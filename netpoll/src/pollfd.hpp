@@ -54,6 +54,9 @@
 // Per direction (Slot): `ready` records an edge no waiter took (consumed by
 // the next wait); `waiters` is the FIFO of parked fibers; `timer_gen` is
 // bumped whenever the deadline changes, so a stale deadline timer is ignored.
+// An edge is owned by one waiter at a time; after its system call it passes
+// the edge to the next waiter (pass_edge), so queued waiters drain what
+// one edge announced one after the other.
 // Lock order: PollDesc::lock -> (runtime) idle lock via unpark; the timer heap
 // lock is never held while taking PollDesc::lock (callbacks run unlocked).
 #pragma once
@@ -122,8 +125,18 @@ void op_end(PollDesc* pd) noexcept;
 
 // Parks until the direction is ready (after an EAGAIN). Several fibers may
 // wait on one direction (FIFO). Throws weft::Timeout once the deadline has
-// passed, SocketClosed if the socket closes.
-void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op);
+// passed, SocketClosed if the socket closes. Returns with an edge the
+// caller owns: once its system call is done (whatever its result, except
+// EAGAIN) it must call pass_edge, since one edge may stand for more than
+// its call consumed (two connections, more bytes) and the next waiter
+// would otherwise sleep through it (Go's fdMutex lets the next reader try
+// the call; here the edge is passed on and the next waiter tries).
+// `again`: the caller waited before and its call after that edge found
+// nothing (EAGAIN): it goes back to the front of the queue, so a passed
+// edge does not reorder the waiters.
+void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, bool again = false);
+// Wakes the next waiter of the direction, if any, with the edge.
+void pass_edge(PollDesc* pd, std::uint32_t seq, Dir d) noexcept;
 void set_deadline(PollDesc* pd, std::uint32_t seq, Dir d, Clock::time_point t);
 // The direction's deadline (min() once expired). Throws SocketClosed.
 Clock::time_point deadline_of(PollDesc* pd, std::uint32_t seq, Dir d, const char* op);

@@ -71,22 +71,26 @@ long call(detail::PollDesc* pd, std::uint32_t seq, Check check, const char* op, 
 // deadline is checked before the first system call, so a passed deadline
 // fails the call even when it could proceed (Go's prepareRead); after a
 // park, wait() has checked close and the deadline, and the edge it returned
-// with must reach a system call (else a fiber queued behind could miss it),
-// so the call is made unconditionally. A completed call spends one unit of
-// the fiber's budget (a socket that always has data must not starve the
-// worker). Returns the result (>= 0) or -errno for errors other than EAGAIN.
+// with must reach a system call and then the next waiter (pass_edge), else
+// a fiber queued behind could sleep through it; so the call after a park is
+// made unconditionally. A completed call spends one unit of the fiber's
+// budget (a socket that always has data must not starve the worker).
+// Returns the result (>= 0) or -errno for errors other than EAGAIN.
 template <class Sys>
 long io_loop(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys&& sys) {
   Check check = d == Dir::Read ? Check::Read : Check::Write;
+  bool edge = false;
   for (;;) {
-    long n = call(pd, seq, check, op, sys);
-    if (n >= 0) {
-      rt::spend_budget();
-      return n;
+    long n = call(pd, seq, check, op, sys);  // throws only if closed: then every waiter was woken
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
+      detail::wait(pd, seq, d, op, edge);
+      check = Check::None;
+      edge = true;
+      continue;
     }
-    if (n != -EAGAIN && n != -EWOULDBLOCK) return n;
-    detail::wait(pd, seq, d, op);
-    check = Check::None;
+    if (edge) detail::pass_edge(pd, seq, d);
+    if (n >= 0) rt::spend_budget();
+    return n;
   }
 }
 
@@ -242,8 +246,16 @@ std::optional<std::size_t> TcpStream::try_write(std::span<const char> buf) {
                  [&] { return ::send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL); });
 }
 
-void TcpStream::wait_readable() { wait_read("wait_readable"); }
-void TcpStream::wait_writable() { wait_write("wait_writable"); }
+// Every fiber parked here wakes on an edge (one after the other): none of
+// them makes the call that would show whether more is there.
+void TcpStream::wait_readable() {
+  wait_read("wait_readable");
+  detail::pass_edge(pd_, seq_, Dir::Read);
+}
+void TcpStream::wait_writable() {
+  wait_write("wait_writable");
+  detail::pass_edge(pd_, seq_, Dir::Write);
+}
 
 std::size_t TcpStream::read(std::span<char> buf) {
   long n = io_loop(desc("read"), seq_, Dir::Read, "read", [&] { return ::recv(fd_, buf.data(), buf.size(), 0); });
