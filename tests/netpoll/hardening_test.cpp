@@ -425,10 +425,21 @@ TEST_P(Hardening, AcceptBackoffRacingCloseLeavesThePoolSound) {
               for (int fd : hog) ::close(fd);
               setrlimit(RLIMIT_NOFILE, &rl);
               if (int r = acceptor.join(); r != 0) return 20 + r;
-              // The pool hands out sound descriptors: pairs carry their own bytes.
+              // The pool hands out sound descriptors: pairs carry their own
+              // bytes, and closing one socket affects no other. (The doubly
+              // pooled descriptor went to both ends of the first pair: closing
+              // the client made the server end "closed" too.)
               std::vector<Pair> pairs;
               for (int i = 0; i < 6; i++) pairs.push_back(connect_pair(ln2));
-              for (int i = 0; i < 6; i++) {
+              pairs[0].c.close();
+              try {
+                char b;
+                if (pairs[0].s.read({&b, 1}) != 0) return 31;
+              } catch (const std::exception& e) {
+                std::fprintf(stderr, "after closing its peer: %s\n", e.what());
+                return 32;
+              }
+              for (int i = 1; i < 6; i++) {
                 std::string m = "p" + std::to_string(i);
                 pairs[i].c.write_all(m);
               }
