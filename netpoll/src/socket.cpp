@@ -140,7 +140,7 @@ void Socket::close() {
 }
 
 int Socket::fd() const noexcept {
-  return pd_ && pd_->seq() == seq_ && !(pd_->state.load(std::memory_order_relaxed) & detail::PollDesc::kClosing) ? fd_ : -1;
+  return pd_ && pd_->seq() == seq_ ? fd_ : -1;  // closing bumps the seq
 }
 
 bool Socket::is_open() const noexcept { return fd() >= 0; }
