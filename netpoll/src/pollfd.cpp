@@ -122,6 +122,7 @@ IoWaiter* pop_front(Slot& s) noexcept {
 
 // An edge: the first waiter still parked owns it; else it is recorded.
 void give_edge(Slot& s) noexcept {
+  s.edges.store(s.edges.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   while (IoWaiter* w = pop_front(s)) {
     if (rt::unpark(w->parker, WakeReason::Event)) {
       w->edge = true;  // read by the waiter only after it takes the lock we hold
@@ -280,7 +281,9 @@ void op_end(PollDesc* pd) noexcept {
   if ((prev & (PollDesc::kClosing | PollDesc::kCount)) == (PollDesc::kClosing | 1)) final_close(pd);
 }
 
-void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, bool again) {
+std::uint32_t edges_of(PollDesc* pd, Dir d) noexcept { return slot(pd, d).edges.load(std::memory_order_acquire); }
+
+void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t edges_seen, bool again) {
   Slot& s = slot(pd, d);
   IoWaiter w;
   std::unique_lock<weft::detail::SpinLock> g(pd->lock);
@@ -294,7 +297,7 @@ void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, bool again) {
       g.unlock();
       throw_timeout(op);
     }
-    if (s.ready) {
+    if (s.ready || s.edges.load(std::memory_order_relaxed) != edges_seen) {
       s.ready = false;
       return;
     }
@@ -310,6 +313,7 @@ void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, bool again) {
       rt::throw_unwind();
     }
     if (w.edge) return;  // the caller's system call uses the edge
+    edges_seen = s.edges.load(std::memory_order_relaxed);
     // Woken by close or deadline expiry: the checks above throw (or, if the
     // deadline was reset meanwhile, wait again).
   }

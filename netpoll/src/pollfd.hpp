@@ -52,7 +52,14 @@
 //   fd, foreign, index   written under lock before the descriptor is shared
 //            (open_desc), read by the owner's calls and the describer.
 // Per direction (Slot): `ready` records an edge no waiter took (consumed by
-// the next wait); `waiters` is the FIFO of parked fibers; `timer_gen` is
+// the next wait); `head`/`tail` is the FIFO of parked fibers; `edges` counts
+// the edges given (poller edges and passes), written under lock and read
+// lock-free by a caller before its system call: wait() returns at once if it
+// moved since (an edge came between that call's EAGAIN and the queueing, and
+// may have gone to a waiter that has already passed it on to an empty
+// queue). The load is ordered before the system call (acquire, and a system
+// call is a full barrier), so it cannot see an edge the call did not;
+// seeing an older value only costs one more call. `timer_gen` is
 // bumped whenever the deadline changes, so a stale deadline timer is ignored.
 // An edge is owned by one waiter at a time; after its system call it passes
 // the edge to the next waiter (pass_edge), so queued waiters drain what
@@ -82,6 +89,7 @@ struct Slot {
   IoWaiter* head = nullptr;
   IoWaiter* tail = nullptr;
   bool ready = false;
+  std::atomic<std::uint32_t> edges{0};
   std::uint32_t timer_gen = 0;
   Clock::time_point deadline = Clock::time_point::max();
   rt::Timer timer;
@@ -131,10 +139,12 @@ void op_end(PollDesc* pd) noexcept;
 // its call consumed (two connections, more bytes) and the next waiter
 // would otherwise sleep through it (Go's fdMutex lets the next reader try
 // the call; here the edge is passed on and the next waiter tries).
-// `again`: the caller waited before and its call after that edge found
-// nothing (EAGAIN): it goes back to the front of the queue, so a passed
-// edge does not reorder the waiters.
-void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, bool again = false);
+// `edges_seen`: edges_of() read before the caller's system call. `again`:
+// the caller waited before and its call after that edge found nothing
+// (EAGAIN): it goes back to the front of the queue, so a passed edge does
+// not reorder the waiters.
+void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t edges_seen, bool again = false);
+std::uint32_t edges_of(PollDesc* pd, Dir d) noexcept;
 // Wakes the next waiter of the direction, if any, with the edge.
 void pass_edge(PollDesc* pd, std::uint32_t seq, Dir d) noexcept;
 void set_deadline(PollDesc* pd, std::uint32_t seq, Dir d, Clock::time_point t);

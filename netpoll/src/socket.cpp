@@ -81,9 +81,10 @@ long io_loop(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys
   Check check = d == Dir::Read ? Check::Read : Check::Write;
   bool edge = false;
   for (;;) {
+    std::uint32_t edges = detail::edges_of(pd, d);
     long n = call(pd, seq, check, op, sys);  // throws only if closed: then every waiter was woken
     if (n == -EAGAIN || n == -EWOULDBLOCK) {
-      detail::wait(pd, seq, d, op, edge);
+      detail::wait(pd, seq, d, op, edges, edge);
       check = Check::None;
       edge = true;
       continue;
@@ -150,8 +151,14 @@ detail::PollDesc* Socket::desc(const char* op) const {
   return pd_;
 }
 
-void Socket::wait_read(const char* op) { detail::wait(desc(op), seq_, Dir::Read, op); }
-void Socket::wait_write(const char* op) { detail::wait(desc(op), seq_, Dir::Write, op); }
+void Socket::wait_read(const char* op) {
+  detail::PollDesc* pd = desc(op);
+  detail::wait(pd, seq_, Dir::Read, op, detail::edges_of(pd, Dir::Read));
+}
+void Socket::wait_write(const char* op) {
+  detail::PollDesc* pd = desc(op);
+  detail::wait(pd, seq_, Dir::Write, op, detail::edges_of(pd, Dir::Write));
+}
 
 std::string Socket::local_addr() const {
   Op op(desc("local_addr"), seq_, "local_addr");
@@ -422,7 +429,7 @@ void wait_foreign(int fd, Clock::time_point deadline, Dir d, const char* op) {
     ~Closer() { detail::close_desc(pd, seq); }
   } closer{pd, seq};
   if (deadline != Clock::time_point::max()) detail::set_deadline(pd, seq, d, deadline);
-  detail::wait(pd, seq, d, op);
+  detail::wait(pd, seq, d, op, detail::edges_of(pd, d));
 }
 }  // namespace
 
