@@ -44,13 +44,17 @@
 // - The expired bits are set/cleared under lock; op_begin reads them in its
 //   CAS. A set_deadline(past) that happens-before a call is seen by it
 //   (coherence); one racing with it may or may not be (either is a valid
-//   order). Nothing else is read lock-free.
+//   order).
+// - Socket::fd() and seq() read the seq lock-free (acquire): a hint for the
+//   owner, whose own close() happens-before its later reads.
+// - Slot::edges, below. Nothing else is read lock-free.
 //
 // Fields and guards:
 //   lock     guards rd, wr (all their fields) and the writes to state's seq,
 //            closing and expired bits.
 //   fd, foreign, index   written under lock before the descriptor is shared
-//            (open_desc), read by the owner's calls and the describer.
+//            (open_desc), read by final_close (which then owns it) and by
+//            the dump's describer (racy, informational).
 // Per direction (Slot): `ready` records an edge no waiter took (consumed by
 // the next wait); `head`/`tail` is the FIFO of parked fibers; `edges` counts
 // the edges given (poller edges and passes), written under lock and read
