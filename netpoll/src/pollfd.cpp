@@ -305,6 +305,7 @@ void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t 
     w.edge = false;
     if (again) push_front(s, &w); else push_back(s, &w);
     g.unlock();
+    WEFT_CHAOS_POINT();  // a wake before the switch-out
     WakeReason r = rt::park(w.parker);
     g.lock();
     if (w.queued) remove(s, &w);  // the runtime's Cancel won the claim: nobody dequeued us

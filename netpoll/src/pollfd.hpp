@@ -78,6 +78,13 @@
 #include <weft/park.hpp>
 #include <weft/sync.hpp>
 
+// Chaos builds (runtime's WEFT_CHAOS_POINT, meson -Dchaos=true) widen the
+// netpoller's race windows too; elsewhere, or with a runtime without it,
+// nothing.
+#ifndef WEFT_CHAOS_POINT
+#define WEFT_CHAOS_POINT() ((void)0)
+#endif
+
 namespace weft::net::detail {
 
 // A fiber parked on one direction of a descriptor; on its stack.

@@ -84,12 +84,16 @@ long io_loop(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys
     std::uint32_t edges = detail::edges_of(pd, d);
     long n = call(pd, seq, check, op, sys);  // throws only if closed: then every waiter was woken
     if (n == -EAGAIN || n == -EWOULDBLOCK) {
+      WEFT_CHAOS_POINT();  // an edge (or a pass) between the EAGAIN and the queueing
       detail::wait(pd, seq, d, op, edges, edge);
       check = Check::None;
       edge = true;
       continue;
     }
-    if (edge) detail::pass_edge(pd, seq, d);
+    if (edge) {
+      WEFT_CHAOS_POINT();  // a new caller's EAGAIN before the pass
+      detail::pass_edge(pd, seq, d);
+    }
     if (n >= 0) rt::spend_budget();
     return n;
   }
