@@ -190,7 +190,8 @@ TEST_P(Hardening, SeveralAcceptorsQueueInOrder) {
           EXPECT_EQ(order, "012");
         }
       },
-      opts());
+      // No spare worker: one thread runs fibers, whatever the load.
+      weft::Options{.workers = GetParam(), .spare_workers = 0});
 }
 
 // One edge can announce several connections (both were queued before the

@@ -102,12 +102,14 @@ void pwait2_fallback_child() {
   weft::run(
       [] {
         TcpListener::listen("127.0.0.1:0");                               // installs the netpoller
-        for (int i = 0; i < 20; i++) weft::this_fiber::sleep_for(1ms);  // idle, timed polls
+        for (int i = 0; i < 20; i++) weft::this_fiber::sleep_for(2ms);  // idle, timed polls
       },
       {.workers = 1});
+  // The old code called epoll_pwait2 once per timed poll (20 here unless
+  // the machine is very loaded; 2 or more in any case).
   int pw = g_pwait2_calls.load(), w = g_wait_calls.load();
   std::fprintf(stderr, "pwait2 calls %d, timed epoll_wait calls %d\n", pw, w);
-  std::_Exit(pw == 1 && w >= 5 ? 0 : 1);
+  std::_Exit(pw == 1 && w >= 1 ? 0 : 1);
 }
 
 TEST(NetSys, Pwait2FallbackIsCached) {
