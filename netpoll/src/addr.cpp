@@ -131,4 +131,16 @@ std::string format(const sockaddr* sa) {
   return "?";
 }
 
+std::chrono::steady_clock::time_point partial_deadline(std::chrono::steady_clock::time_point now,
+                                                       std::chrono::steady_clock::time_point deadline,
+                                                       std::size_t remaining) {
+  using std::chrono::steady_clock;
+  if (deadline == steady_clock::time_point::max() || deadline <= now || remaining <= 1) return deadline;
+  constexpr steady_clock::duration kSaneMinimum = std::chrono::seconds(2);
+  auto left = deadline - now;
+  auto each = left / static_cast<steady_clock::rep>(remaining);
+  if (each < kSaneMinimum) each = left < kSaneMinimum ? left : kSaneMinimum;
+  return now + each;
+}
+
 }  // namespace weft::net::detail

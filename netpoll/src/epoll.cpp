@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -59,6 +60,16 @@ void Backend::disarm(int fd) noexcept {
   epoll_ctl(qfd_, EPOLL_CTL_DEL, fd, &ev);
 }
 
+namespace {
+// epoll_pwait2 (nanosecond timeouts, Linux 5.11) is tried once; after an
+// ENOSYS every wait uses epoll_wait. Relaxed: a racing first use only makes
+// one more failing call.
+std::atomic<bool> g_no_pwait2{false};
+// epoll_wait takes an int of milliseconds; as Go, a longer wait is clamped
+// to 1e9 ms (11.6 days): the poller wakes early, finds nothing, waits again.
+constexpr long kMaxWaitMs = 1'000'000'000;
+}  // namespace
+
 int Backend::wait(Clock::time_point deadline, PollEvent* out, int max) {
   auto& evs = raw_->evs;
   if (max > kMaxEvents) max = kMaxEvents;
@@ -68,15 +79,23 @@ int Backend::wait(Clock::time_point deadline, PollEvent* out, int max) {
   } else {
     timespec ts{};
     if (deadline != Clock::time_point::min()) {
-      auto d = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now()).count();
-      if (d > 0) {
-        ts.tv_sec = d / 1'000'000'000;
-        ts.tv_nsec = d % 1'000'000'000;
+      auto now = Clock::now();
+      if (deadline > now) {
+        // deadline - now cannot overflow (both are non-negative ticks).
+        auto d = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
+        ts.tv_sec = static_cast<time_t>(d / 1'000'000'000);
+        ts.tv_nsec = static_cast<long>(d % 1'000'000'000);
       }
     }
-    n = epoll_pwait2(qfd_, evs, max, &ts, nullptr);
+    n = -1;
+    errno = ENOSYS;
+    if (!g_no_pwait2.load(std::memory_order_relaxed)) {
+      n = epoll_pwait2(qfd_, evs, max, &ts, nullptr);
+      if (n < 0 && errno == ENOSYS) g_no_pwait2.store(true, std::memory_order_relaxed);
+    }
     if (n < 0 && errno == ENOSYS) {  // kernels before 5.11: millisecond timeout, rounded up
-      long ms = ts.tv_sec * 1000 + (ts.tv_nsec + 999'999) / 1'000'000;
+      long ms = ts.tv_sec >= kMaxWaitMs / 1000 ? kMaxWaitMs
+                                               : static_cast<long>(ts.tv_sec) * 1000 + (ts.tv_nsec + 999'999) / 1'000'000;
       n = epoll_wait(qfd_, evs, max, static_cast<int>(ms));
     }
   }

@@ -60,6 +60,10 @@ int Backend::wait(Clock::time_point deadline, PollEvent* out, int max) {
     tp = nullptr;
   } else if (deadline != Clock::time_point::min()) {
     auto d = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now()).count();
+    // Darwin's kevent fails with EINVAL past 1e8 s; as Go, clamp to 1e6 s
+    // (the poller wakes early, finds nothing, waits again).
+    constexpr std::int64_t kMaxWaitNs = 1'000'000LL * 1'000'000'000LL;
+    if (d > kMaxWaitNs) d = kMaxWaitNs;
     if (d > 0) {
       ts.tv_sec = d / 1'000'000'000;
       ts.tv_nsec = d % 1'000'000'000;

@@ -1,8 +1,23 @@
 // pollfd.cpp: the descriptor pool, the runtime's idle poller, waits and
-// deadlines. Invariants and lock order: see pollfd.hpp.
+// deadlines. Invariants, memory ordering and lock order: see pollfd.hpp.
+//
+// Waiting (Go's pollDesc wait, with a queue instead of one waiter per
+// direction): a fiber that got EAGAIN calls wait(). Under pd->lock it takes
+// a recorded edge (`ready`) if there is one, else queues an IoWaiter on its
+// stack (FIFO) and parks. An edge from the poller dequeues the first waiter
+// whose park it can still claim and marks it `edge` (that waiter now owns
+// the edge and goes straight to its system call); a waiter whose claim was
+// lost (woken by the runtime's Cancel) is skipped, so the edge passes on;
+// with no waiter left the edge is recorded in `ready`. The owner of an edge
+// passes it to the next waiter after its system call (pass_edge): an edge
+// announces "something arrived", maybe more than one call takes. Close and deadline
+// expiry dequeue every waiter of the direction; those re-check under the
+// lock and throw. A waiter the runtime cancelled while still queued
+// dequeues itself.
 #include "pollfd.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 #include <unistd.h>
 
 #include <memory>
@@ -68,20 +83,77 @@ Pool& pool() {
 }
 
 Slot& slot(PollDesc* pd, Dir d) { return d == Dir::Read ? pd->rd : pd->wr; }
+std::uint64_t expired_bit(Dir d) { return d == Dir::Read ? PollDesc::kRdExpired : PollDesc::kWrExpired; }
+// The seq, read under pd->lock (its writers hold the lock).
+std::uint32_t seq_locked(const PollDesc* pd) {
+  return static_cast<std::uint32_t>(pd->state.load(std::memory_order_relaxed) >> 32);
+}
 
-// Wakes the fiber waiting on s, if any. Requires pd->lock.
-void wake_slot(Slot& s, WakeReason r) noexcept {
-  if (!s.waiting) return;
-  s.waiting = false;
-  rt::unpark(s.parker, r);
+// ---- the waiter queue of a direction (all under pd->lock) ----------------------------
+
+void push_front(Slot& s, IoWaiter* w) noexcept {
+  w->prev = nullptr;
+  w->next = s.head;
+  if (s.head) s.head->prev = w; else s.tail = w;
+  s.head = w;
+  w->queued = true;
+}
+
+void push_back(Slot& s, IoWaiter* w) noexcept {
+  w->next = nullptr;
+  w->prev = s.tail;
+  if (s.tail) s.tail->next = w; else s.head = w;
+  s.tail = w;
+  w->queued = true;
+}
+
+void remove(Slot& s, IoWaiter* w) noexcept {
+  if (w->prev) w->prev->next = w->next; else s.head = w->next;
+  if (w->next) w->next->prev = w->prev; else s.tail = w->prev;
+  w->prev = w->next = nullptr;
+  w->queued = false;
+}
+
+IoWaiter* pop_front(Slot& s) noexcept {
+  IoWaiter* w = s.head;
+  if (w) remove(s, w);
+  return w;
+}
+
+// An edge: the first waiter still parked owns it; else it is recorded.
+void give_edge(Slot& s) noexcept {
+  s.edges.store(s.edges.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  while (IoWaiter* w = pop_front(s)) {
+    if (rt::unpark(w->parker, WakeReason::Event)) {
+      w->edge = true;  // read by the waiter only after it takes the lock we hold
+      return;
+    }
+  }
+  s.ready = true;
+}
+
+void wake_all(Slot& s, WakeReason r) noexcept {
+  while (IoWaiter* w = pop_front(s)) rt::unpark(w->parker, r);
 }
 
 // ---- the runtime's idle poller ------------------------------------------------------
 
 class Netpoller final : public rt::IdlePoller {
  public:
-  void poll(Clock::time_point deadline) override {
-    int n = backend_.wait(deadline, events_, Backend::kMaxEvents);
+  // Called by the scheduler's idle and periodic paths, which are noexcept:
+  // an exception here would be std::terminate without context. The backend
+  // retries nothing itself but returns 0 events on EINTR; any other error
+  // (EBADF, EINVAL, EFAULT: the poller's own descriptor is gone or broken)
+  // leaves no way to wait for I/O, so it ends the process with a message.
+  void poll(Clock::time_point deadline) noexcept override {
+    int n = 0;
+    try {
+      n = backend_.wait(deadline, events_, Backend::kMaxEvents);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "weft: netpoller: fatal: %s (polling for I/O on a worker's idle path); aborting\n", e.what());
+      std::fflush(stderr);
+      std::abort();
+    }
     for (int i = 0; i < n; i++) dispatch(events_[i]);
   }
   void wake() noexcept override { backend_.wake(); }
@@ -92,15 +164,9 @@ class Netpoller final : public rt::IdlePoller {
     PollDesc* pd = pool().at(static_cast<std::uint32_t>(ev.key));
     if (!pd) return;
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
-    if (pd->seq.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(ev.key >> 32)) return;  // stale
-    if (ev.readable) {
-      pd->rd.ready = true;
-      wake_slot(pd->rd, WakeReason::Event);
-    }
-    if (ev.writable) {
-      pd->wr.ready = true;
-      wake_slot(pd->wr, WakeReason::Event);
-    }
+    if (seq_locked(pd) != static_cast<std::uint32_t>(ev.key >> 32)) return;  // stale
+    if (ev.readable) give_edge(pd->rd);
+    if (ev.writable) give_edge(pd->wr);
   }
   Backend backend_;
   PollEvent events_[Backend::kMaxEvents];  // only the one polling thread uses it
@@ -125,14 +191,16 @@ Netpoller& netpoller() {
 // timer generation << 1 | direction.
 void on_deadline(void* a, void*, std::uint64_t seq) {
   auto* pd = static_cast<PollDesc*>(a);
+  Dir d = (seq & 1) ? Dir::Write : Dir::Read;
   std::lock_guard<weft::detail::SpinLock> g(pd->lock);
-  if (pd->seq.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(seq >> 32)) return;
-  Slot& s = slot(pd, (seq & 1) ? Dir::Write : Dir::Read);
+  if (seq_locked(pd) != static_cast<std::uint32_t>(seq >> 32)) return;
+  Slot& s = slot(pd, d);
   if (s.timer_gen != static_cast<std::uint32_t>(seq >> 1) % (1u << 31)) return;  // superseded
-  s.expired = true;
-  wake_slot(s, WakeReason::Timeout);
+  pd->state.fetch_or(expired_bit(d), std::memory_order_relaxed);
+  wake_all(s, WakeReason::Timeout);
 }
 
+// Runs once per incarnation (see pollfd.hpp), with no lock held.
 void final_close(PollDesc* pd) noexcept {
   // Closing a dup does not unregister it while the caller's fd refers to the
   // same file: remove it from the poller first.
@@ -146,115 +214,152 @@ void final_close(PollDesc* pd) noexcept {
 
 }  // namespace
 
-[[noreturn]] void throw_closed(const char* op) {
-  throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor),
-                          std::string("weft: ") + op + ": use of closed socket");
-}
+[[noreturn]] void throw_closed(const char* op) { throw SocketClosed(std::string("weft: ") + op + ": use of closed socket"); }
+[[noreturn]] void throw_timeout(const char* op) { throw Timeout(std::string("weft: ") + op + ": deadline exceeded"); }
 
-PollDesc* open_desc(int fd, bool foreign) {
+PollDesc* open_desc(int fd, std::uint32_t* seq_out, bool foreign) {
   Netpoller& np = netpoller();
   PollDesc* pd = pool().get();
+  std::uint32_t seq;
   {
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+    // A pooled descriptor's word is "seq, closing, count 0" (or 0 when
+    // new): the new incarnation keeps that seq and clears everything else.
+    seq = seq_locked(pd);
+    pd->state.store(std::uint64_t{seq} << 32, std::memory_order_release);
     pd->fd = fd;
     pd->foreign = foreign;
-    pd->refs.store(0, std::memory_order_relaxed);
     for (Slot* s : {&pd->rd, &pd->wr}) {
-      s->ready = s->waiting = s->expired = false;
+      s->ready = false;
       s->deadline = Clock::time_point::max();
       s->timer_gen = (s->timer_gen + 1) % (1u << 31);
     }
   }
   try {
-    np.backend().arm(fd, pd->key());
+    np.backend().arm(fd, pd->key(seq));
   } catch (...) {
-    pd->seq.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+      pd->state.fetch_add(PollDesc::kSeqOne | PollDesc::kClosing, std::memory_order_acq_rel);
+      pd->fd = -1;
+    }
     pool().put(pd);
     throw;
   }
+  *seq_out = seq;
   return pd;
 }
 
 void close_desc(PollDesc* pd, std::uint32_t seq) noexcept {
+  std::uint64_t prev;
   {
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
-    if (pd->seq.load(std::memory_order_relaxed) != seq) return;  // already closed
-    pd->seq.store(seq + 1, std::memory_order_relaxed);
+    if (seq_locked(pd) != seq) return;  // already closed (or a stale socket)
+    prev = pd->state.fetch_add(PollDesc::kSeqOne | PollDesc::kClosing, std::memory_order_acq_rel);
     for (Slot* s : {&pd->rd, &pd->wr}) {
       rt::timer_cancel(s->timer);
-      wake_slot(*s, WakeReason::Event);  // the waiter sees the new seq and throws
+      wake_all(*s, WakeReason::Event);  // each waiter sees the new seq and throws
     }
   }
-  if (pd->refs.fetch_or(PollDesc::kClosing, std::memory_order_acq_rel) == 0) final_close(pd);
+  if ((prev & PollDesc::kCount) == 0) final_close(pd);
 }
 
-void op_begin(PollDesc* pd, std::uint32_t seq) {
-  std::uint32_t v = pd->refs.fetch_add(1, std::memory_order_acquire);
-  if ((v & PollDesc::kClosing) || pd->seq.load(std::memory_order_relaxed) != seq) {
-    op_end(pd);
-    throw_closed("I/O");
+void op_begin(PollDesc* pd, std::uint32_t seq, Check check, const char* op) {
+  const std::uint64_t expired = check == Check::Read    ? PollDesc::kRdExpired
+                                : check == Check::Write ? PollDesc::kWrExpired
+                                                        : 0;
+  std::uint64_t v = pd->state.load(std::memory_order_relaxed);
+  for (;;) {
+    if (static_cast<std::uint32_t>(v >> 32) != seq || (v & PollDesc::kClosing)) throw_closed(op);
+    if (v & expired) throw_timeout(op);
+    if (pd->state.compare_exchange_weak(v, v + 1, std::memory_order_acquire, std::memory_order_relaxed)) return;
   }
 }
 
 void op_end(PollDesc* pd) noexcept {
-  if (pd->refs.fetch_sub(1, std::memory_order_acq_rel) == (PollDesc::kClosing | 1)) final_close(pd);
+  std::uint64_t prev = pd->state.fetch_sub(1, std::memory_order_acq_rel);
+  if ((prev & (PollDesc::kClosing | PollDesc::kCount)) == (PollDesc::kClosing | 1)) final_close(pd);
 }
 
-void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op) {
+std::uint32_t edges_of(PollDesc* pd, Dir d) noexcept { return slot(pd, d).edges.load(std::memory_order_acquire); }
+
+void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t edges_seen, bool again) {
   Slot& s = slot(pd, d);
+  IoWaiter w;
   std::unique_lock<weft::detail::SpinLock> g(pd->lock);
   for (;;) {
-    if (pd->seq.load(std::memory_order_relaxed) != seq) {
+    std::uint64_t v = pd->state.load(std::memory_order_relaxed);
+    if (static_cast<std::uint32_t>(v >> 32) != seq) {
       g.unlock();
       throw_closed(op);
     }
-    if (s.expired) {
+    if (v & expired_bit(d)) {
       g.unlock();
-      throw Timeout(std::string("weft: ") + op + ": deadline exceeded");
+      throw_timeout(op);
     }
-    if (s.ready) {
+    if (s.ready || s.edges.load(std::memory_order_relaxed) != edges_seen) {
       s.ready = false;
       return;
     }
-    if (s.waiting) {
-      g.unlock();
-      throw std::system_error(std::make_error_code(std::errc::device_or_resource_busy),
-                              std::string("weft: ") + op + ": another fiber is already waiting in this direction");
-    }
-    s.parker = rt::prepare_park(d == Dir::Read ? WaitKind::IoRead : WaitKind::IoWrite, pd);
-    s.waiting = true;
-    rt::Parker p = s.parker;
+    w.parker = rt::prepare_park(d == Dir::Read ? WaitKind::IoRead : WaitKind::IoWrite, pd);
+    w.edge = false;
+    if (again) push_front(s, &w); else push_back(s, &w);
     g.unlock();
-    WakeReason r = rt::park(p);
+    WEFT_CHAOS_POINT();  // a wake before the switch-out
+    WakeReason r = rt::park(w.parker);
     g.lock();
+    if (w.queued) remove(s, &w);  // the runtime's Cancel won the claim: nobody dequeued us
     if (r == WakeReason::Cancel) {
-      if (s.waiting && s.parker.token == p.token) s.waiting = false;
       g.unlock();
       rt::throw_unwind();
     }
+    if (w.edge) return;  // the caller's system call uses the edge
+    edges_seen = s.edges.load(std::memory_order_relaxed);
+    // Woken by close or deadline expiry: the checks above throw (or, if the
+    // deadline was reset meanwhile, wait again).
   }
+}
+
+void pass_edge(PollDesc* pd, std::uint32_t seq, Dir d) noexcept {
+  Slot& s = slot(pd, d);
+  std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+  if (seq_locked(pd) == seq && s.head) give_edge(s);
 }
 
 void set_deadline(PollDesc* pd, std::uint32_t seq, Dir d, Clock::time_point t) {
   Slot& s = slot(pd, d);
-  std::lock_guard<weft::detail::SpinLock> g(pd->lock);
-  if (pd->seq.load(std::memory_order_relaxed) != seq) throw_closed("set_deadline");
-  rt::timer_cancel(s.timer);
-  s.timer_gen = (s.timer_gen + 1) % (1u << 31);
-  s.deadline = t;
-  s.expired = false;
-  if (t == Clock::time_point::max()) return;
-  if (t <= Clock::now()) {
-    s.expired = true;
-    wake_slot(s, WakeReason::Timeout);
-    return;
+  {
+    std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+    if (seq_locked(pd) == seq) {
+      rt::timer_cancel(s.timer);
+      s.timer_gen = (s.timer_gen + 1) % (1u << 31);
+      s.deadline = t;
+      pd->state.fetch_and(~expired_bit(d), std::memory_order_relaxed);
+      if (t == Clock::time_point::max()) return;
+      if (t <= Clock::now()) {
+        pd->state.fetch_or(expired_bit(d), std::memory_order_relaxed);
+        wake_all(s, WakeReason::Timeout);
+        return;
+      }
+      s.timer.when = t;
+      s.timer.fn = on_deadline;
+      s.timer.a = pd;
+      s.timer.b = nullptr;
+      s.timer.seq = (std::uint64_t{seq} << 32) | (std::uint64_t{s.timer_gen} << 1) | (d == Dir::Write ? 1 : 0);
+      rt::timer_start(s.timer);
+      return;
+    }
   }
-  s.timer.when = t;
-  s.timer.fn = on_deadline;
-  s.timer.a = pd;
-  s.timer.b = nullptr;
-  s.timer.seq = (std::uint64_t{seq} << 32) | (std::uint64_t{s.timer_gen} << 1) | (d == Dir::Write ? 1 : 0);
-  rt::timer_start(s.timer);
+  throw_closed("set_deadline");
+}
+
+Clock::time_point deadline_of(PollDesc* pd, std::uint32_t seq, Dir d, const char* op) {
+  {
+    std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+    std::uint64_t v = pd->state.load(std::memory_order_relaxed);
+    if (static_cast<std::uint32_t>(v >> 32) == seq) return (v & expired_bit(d)) ? Clock::time_point::min() : slot(pd, d).deadline;
+  }
+  throw_closed(op);
 }
 
 }  // namespace weft::net::detail

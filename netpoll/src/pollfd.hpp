@@ -2,25 +2,72 @@
 // socket's fibers share (Go's pollDesc).
 //
 // One PollDesc per open socket, from a process-wide pool whose memory is
-// never freed (type-stable): the poller, deadline timers and late wakers may
-// touch a descriptor after its socket closed, and must then find that it is
-// no longer theirs. Identity is (index, seq): `seq` is bumped when the
-// socket starts closing, and every poller event, deadline timer and waiting
-// fiber carries the seq it belongs to.
+// never freed (type-stable): the poller, deadline timers, late wakers and
+// Socket objects used after close() may touch a descriptor after its socket
+// closed, and must then find that it is no longer theirs. An *incarnation*
+// is one use of a descriptor by one socket, named by (index, seq). Every
+// field that outlives an incarnation is checked against seq: poller events
+// carry it in their key, deadline timers in their seq, waiters and system
+// call brackets compare it with the seq their Socket recorded at open.
+//
+// The state word (atomic, 64 bits) holds everything an operation must check
+// without the lock, so that one atomic read decides it:
+//   bits 63..32  seq: bumped (with closing set) when the incarnation starts
+//                closing, so it never returns for that incarnation (modulo
+//                2^32 reuses of one descriptor, as Go's fdseq).
+//   bit  31      closing
+//   bit  30/29   read / write deadline expired
+//   bits 28..0   system calls in flight on fd (Op brackets)
+// Writers: seq, closing and the expired bits change only under `lock` (by
+// atomic RMW, since the count changes concurrently); the count changes
+// lock-free in op_begin/op_end.
+//
+// Invariants:
+// - op_begin(seq) increments the count only by a CAS that saw this seq with
+//   closing and (for a direction) expired clear: a stale incarnation's call
+//   can never touch the count of a later one, so the fd is closed (and the
+//   descriptor pooled) exactly once per incarnation, by whoever makes the
+//   word "closing, count 0": close_desc if nothing was in flight, else the
+//   last op_end. An fd number is thus never reused under a running call.
+// - While the count is non-zero or closing is clear the descriptor is not
+//   in the pool, so an op_end always decrements its own incarnation's count.
+// - Waiter records live on the waiting fibers' stacks and sit in a Slot's
+//   list only under `lock`; whoever dequeues a record does so under `lock`,
+//   and the waiter itself takes `lock` before it leaves wait(), so no record
+//   is touched after its fiber returned. close and deadline expiry dequeue
+//   all of a direction; an edge dequeues one (see wait() in pollfd.cpp).
+//
+// Memory ordering:
+// - op_begin's successful CAS is acquire, op_end's decrement and
+//   close_desc's fetch_add are acq_rel: every system call of an incarnation
+//   happens-before the ::close in final_close, whichever thread runs it.
+// - The expired bits are set/cleared under lock; op_begin reads them in its
+//   CAS. A set_deadline(past) that happens-before a call is seen by it
+//   (coherence); one racing with it may or may not be (either is a valid
+//   order).
+// - Socket::fd() and seq() read the seq lock-free (acquire): a hint for the
+//   owner, whose own close() happens-before its later reads.
+// - Slot::edges, below. Nothing else is read lock-free.
 //
 // Fields and guards:
-//   lock        guards seq (writes), rd, wr (all their fields).
-//   seq         written under lock; read under lock, or relaxed as a hint.
-//   refs        atomic: bit 31 = closing, low bits = system calls in flight
-//               on fd. The fd is closed, and the descriptor returned to the
-//               pool, by whoever brings refs to exactly "closing, 0 in
-//               flight" (the close() call or the last in-flight operation),
-//               so an fd number is never reused under a running call.
-//   fd, index   written once before the descriptor is shared.
-// Per direction (Slot): `ready` is set by the poller on an edge and consumed
-// by a waiter; at most one fiber waits per direction (`parker` valid while
-// `waiting`); `expired` is set once the deadline passed; `timer_gen` is
+//   lock     guards rd, wr (all their fields) and the writes to state's seq,
+//            closing and expired bits.
+//   fd, foreign, index   written under lock before the descriptor is shared
+//            (open_desc), read by final_close (which then owns it) and by
+//            the dump's describer (racy, informational).
+// Per direction (Slot): `ready` records an edge no waiter took (consumed by
+// the next wait); `head`/`tail` is the FIFO of parked fibers; `edges` counts
+// the edges given (poller edges and passes), written under lock and read
+// lock-free by a caller before its system call: wait() returns at once if it
+// moved since (an edge came between that call's EAGAIN and the queueing, and
+// may have gone to a waiter that has already passed it on to an empty
+// queue). The load is ordered before the system call (acquire, and a system
+// call is a full barrier), so it cannot see an edge the call did not;
+// seeing an older value only costs one more call. `timer_gen` is
 // bumped whenever the deadline changes, so a stale deadline timer is ignored.
+// An edge is owned by one waiter at a time; after its system call it passes
+// the edge to the next waiter (pass_edge), so queued waiters drain what
+// one edge announced one after the other.
 // Lock order: PollDesc::lock -> (runtime) idle lock via unpark; the timer heap
 // lock is never held while taking PollDesc::lock (callbacks run unlocked).
 #pragma once
@@ -31,50 +78,91 @@
 #include <weft/park.hpp>
 #include <weft/sync.hpp>
 
+// Chaos builds (runtime's WEFT_CHAOS_POINT, meson -Dchaos=true) widen the
+// netpoller's race windows too; elsewhere, or with a runtime without it,
+// nothing.
+#ifndef WEFT_CHAOS_POINT
+#define WEFT_CHAOS_POINT() ((void)0)
+#endif
+
 namespace weft::net::detail {
 
-struct Slot {
-  bool ready = false;
-  bool waiting = false;
-  bool expired = false;
+// A fiber parked on one direction of a descriptor; on its stack.
+struct IoWaiter {
   rt::Parker parker;
-  Clock::time_point deadline = Clock::time_point::max();
+  IoWaiter* next = nullptr;
+  IoWaiter* prev = nullptr;
+  bool queued = false;
+  bool edge = false;  // woken by an edge it now owns: use it or pass it on
+};
+
+struct Slot {
+  IoWaiter* head = nullptr;
+  IoWaiter* tail = nullptr;
+  bool ready = false;
+  std::atomic<std::uint32_t> edges{0};
   std::uint32_t timer_gen = 0;
+  Clock::time_point deadline = Clock::time_point::max();
   rt::Timer timer;
 };
 
 struct PollDesc {
+  static constexpr std::uint64_t kSeqOne = std::uint64_t{1} << 32;
+  static constexpr std::uint64_t kClosing = std::uint64_t{1} << 31;
+  static constexpr std::uint64_t kRdExpired = std::uint64_t{1} << 30;
+  static constexpr std::uint64_t kWrExpired = std::uint64_t{1} << 29;
+  static constexpr std::uint64_t kCount = (std::uint64_t{1} << 29) - 1;
+
   weft::detail::SpinLock lock;
-  std::atomic<std::uint32_t> seq{0};
-  std::atomic<std::uint32_t> refs{0};
+  std::atomic<std::uint64_t> state{0};
   std::uint32_t index = 0;
   int fd = -1;
   bool foreign = false;  // a dup of a caller's fd: unregister explicitly on close
   Slot rd, wr;
 
-  static constexpr std::uint32_t kClosing = 1u << 31;
-  std::uint64_t key() const noexcept { return (std::uint64_t{seq.load(std::memory_order_relaxed)} << 32) | index; }
+  std::uint32_t seq() const noexcept { return static_cast<std::uint32_t>(state.load(std::memory_order_acquire) >> 32); }
+  std::uint64_t key(std::uint32_t s) const noexcept { return (std::uint64_t{s} << 32) | index; }
 };
 
 enum class Dir : std::uint8_t { Read, Write };
 
 // Registers a non-blocking fd with the current runtime's poller and returns
-// its descriptor. Throws std::system_error (and closes nothing) on failure.
-PollDesc* open_desc(int fd, bool foreign = false);
+// its descriptor and the incarnation's seq. Throws std::system_error (and
+// closes nothing) on failure.
+PollDesc* open_desc(int fd, std::uint32_t* seq, bool foreign = false);
 // Starts closing: wakes the waiters with an error, cancels the timers, and
-// closes the fd now or when the last in-flight call ends. Idempotent.
+// closes the fd now or when the last in-flight call ends. Idempotent; does
+// nothing for a stale seq.
 void close_desc(PollDesc* pd, std::uint32_t seq) noexcept;
 
-// Brackets a system call on pd->fd. begin() throws the "use of closed
-// socket" error if the socket is closed or closing.
-void op_begin(PollDesc* pd, std::uint32_t seq);
+// Brackets a system call on the incarnation's fd. begin() throws
+// SocketClosed if the incarnation is closed or closing, and, with a
+// direction, weft::Timeout if that direction's deadline has expired.
+enum class Check : std::uint8_t { None, Read, Write };
+void op_begin(PollDesc* pd, std::uint32_t seq, Check check, const char* op);
 void op_end(PollDesc* pd) noexcept;
 
-// Parks until the direction is ready (after an EAGAIN). Throws weft::Timeout
-// once the deadline has passed, the closed-socket error if the socket closes.
-void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op);
+// Parks until the direction is ready (after an EAGAIN). Several fibers may
+// wait on one direction (FIFO). Throws weft::Timeout once the deadline has
+// passed, SocketClosed if the socket closes. Returns with an edge the
+// caller owns: once its system call is done (whatever its result, except
+// EAGAIN) it must call pass_edge, since one edge may stand for more than
+// its call consumed (two connections, more bytes) and the next waiter
+// would otherwise sleep through it (Go's fdMutex lets the next reader try
+// the call; here the edge is passed on and the next waiter tries).
+// `edges_seen`: edges_of() read before the caller's system call. `again`:
+// the caller waited before and its call after that edge found nothing
+// (EAGAIN): it goes back to the front of the queue, so a passed edge does
+// not reorder the waiters.
+void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t edges_seen, bool again = false);
+std::uint32_t edges_of(PollDesc* pd, Dir d) noexcept;
+// Wakes the next waiter of the direction, if any, with the edge.
+void pass_edge(PollDesc* pd, std::uint32_t seq, Dir d) noexcept;
 void set_deadline(PollDesc* pd, std::uint32_t seq, Dir d, Clock::time_point t);
+// The direction's deadline (min() once expired). Throws SocketClosed.
+Clock::time_point deadline_of(PollDesc* pd, std::uint32_t seq, Dir d, const char* op);
 
 [[noreturn]] void throw_closed(const char* op);
+[[noreturn]] void throw_timeout(const char* op);
 
 }  // namespace weft::net::detail

@@ -1,12 +1,15 @@
 // socket.cpp: TcpStream, TcpListener, UdpSocket and wait_readable/writable
-// on top of poll descriptors (pollfd.hpp). Every operation tries the system
-// call first and parks only on EAGAIN (the poller's edge sets `ready`); EINTR
-// is retried; writes never raise SIGPIPE (MSG_NOSIGNAL).
+// on top of poll descriptors (pollfd.hpp). Every parking operation runs the
+// one I/O loop below (io_loop): deadline check, system call (EINTR
+// retried), EAGAIN then park, budget, all inside the op bracket; writes
+// never raise SIGPIPE (MSG_NOSIGNAL).
 //
 // A Socket's fd_/pd_/seq_ are written only by construction, move and the
-// destructor (one owner); close() leaves them in place and marks the
-// descriptor closed, so a fiber concurrently reading or writing the same
-// socket sees "use of closed socket" instead of racing on the fields.
+// destructor (one owner); close() leaves them in place and closes the
+// descriptor's incarnation (pd_, seq_), so a fiber concurrently using the
+// same socket, or any later call on it, sees SocketClosed instead of racing
+// on the fields; the descriptor may meanwhile serve another socket, which
+// these calls never touch (every check compares seq_, see pollfd.hpp).
 #include <weft/net.hpp>
 #include <weft/runtime.hpp>
 
@@ -26,6 +29,7 @@
 
 namespace weft::net {
 
+using detail::Check;
 using detail::Dir;
 
 namespace {
@@ -40,14 +44,69 @@ int new_socket(int family, int type) {
   return fd;
 }
 
-// Brackets one system call (see pollfd.hpp: the fd is not closed under it).
+// Brackets system calls on the incarnation's fd (see pollfd.hpp: the fd is
+// not closed under them). Throws SocketClosed, or Timeout with a direction.
 struct Op {
   detail::PollDesc* pd;
-  Op(detail::PollDesc* p, std::uint32_t seq) : pd(p) { detail::op_begin(pd, seq); }
+  Op(detail::PollDesc* p, std::uint32_t seq, const char* op, Check c = Check::None) : pd(p) {
+    detail::op_begin(pd, seq, c, op);
+  }
   ~Op() { detail::op_end(pd); }
+  Op(const Op&) = delete;
+  Op& operator=(const Op&) = delete;
 };
 
-std::uint32_t seq_of(const detail::PollDesc* pd) { return pd->seq.load(std::memory_order_relaxed); }
+// One system call in the bracket, EINTR retried. Returns its result, or
+// -errno (read inside the bracket: op_end may close the fd).
+template <class Sys>
+long call(detail::PollDesc* pd, std::uint32_t seq, Check check, const char* op, Sys&& sys) {
+  Op o(pd, seq, op, check);
+  long n;
+  do n = static_cast<long>(sys());
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+// The I/O loop of every parking operation (Go's fd.Read and friends). The
+// deadline is checked before the first system call, so a passed deadline
+// fails the call even when it could proceed (Go's prepareRead); after a
+// park, wait() has checked close and the deadline, and the edge it returned
+// with must reach a system call and then the next waiter (pass_edge), else
+// a fiber queued behind could sleep through it; so the call after a park is
+// made unconditionally. A completed call spends one unit of the fiber's
+// budget (a socket that always has data must not starve the worker).
+// Returns the result (>= 0) or -errno for errors other than EAGAIN.
+template <class Sys>
+long io_loop(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys&& sys) {
+  Check check = d == Dir::Read ? Check::Read : Check::Write;
+  bool edge = false;
+  for (;;) {
+    std::uint32_t edges = detail::edges_of(pd, d);
+    long n = call(pd, seq, check, op, sys);  // throws only if closed: then every waiter was woken
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
+      WEFT_CHAOS_POINT();  // an edge (or a pass) between the EAGAIN and the queueing
+      detail::wait(pd, seq, d, op, edges, edge);
+      check = Check::None;
+      edge = true;
+      continue;
+    }
+    if (edge) {
+      WEFT_CHAOS_POINT();  // a new caller's EAGAIN before the pass
+      detail::pass_edge(pd, seq, d);
+    }
+    if (n >= 0) rt::spend_budget();
+    return n;
+  }
+}
+
+// As io_loop, but never parks: nullopt on EAGAIN.
+template <class Sys>
+std::optional<std::size_t> io_once(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys&& sys) {
+  long n = call(pd, seq, d == Dir::Read ? Check::Read : Check::Write, op, sys);
+  if (n >= 0) return static_cast<std::size_t>(n);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return std::nullopt;
+  throw_errno(static_cast<int>(-n), op);
+}
 
 int make_nonblocking(int fd) {
   int fl = ::fcntl(fd, F_GETFL);
@@ -59,12 +118,11 @@ int make_nonblocking(int fd) {
 
 Socket::Socket(int fd) : fd_(fd) {
   try {
-    pd_ = detail::open_desc(fd);
+    pd_ = detail::open_desc(fd, &seq_);
   } catch (...) {
     ::close(fd);
     throw;
   }
-  seq_ = seq_of(pd_);
 }
 
 Socket::Socket(Socket&& o) noexcept
@@ -87,7 +145,7 @@ void Socket::close() {
 }
 
 int Socket::fd() const noexcept {
-  return pd_ && seq_of(pd_) == seq_ ? fd_ : -1;
+  return pd_ && pd_->seq() == seq_ ? fd_ : -1;  // closing bumps the seq
 }
 
 bool Socket::is_open() const noexcept { return fd() >= 0; }
@@ -97,11 +155,17 @@ detail::PollDesc* Socket::desc(const char* op) const {
   return pd_;
 }
 
-void Socket::wait_read(const char* op) { detail::wait(desc(op), seq_, Dir::Read, op); }
-void Socket::wait_write(const char* op) { detail::wait(desc(op), seq_, Dir::Write, op); }
+void Socket::wait_read(const char* op) {
+  detail::PollDesc* pd = desc(op);
+  detail::wait(pd, seq_, Dir::Read, op, detail::edges_of(pd, Dir::Read));
+}
+void Socket::wait_write(const char* op) {
+  detail::PollDesc* pd = desc(op);
+  detail::wait(pd, seq_, Dir::Write, op, detail::edges_of(pd, Dir::Write));
+}
 
 std::string Socket::local_addr() const {
-  Op op(desc("local_addr"), seq_);
+  Op op(desc("local_addr"), seq_, "local_addr");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) throw_errno(errno, "getsockname");
@@ -123,14 +187,16 @@ TcpStream TcpStream::connect_to(const void* sa_ptr, unsigned len, Clock::time_po
   auto* sa = static_cast<const sockaddr*>(sa_ptr);
   TcpStream s(new_socket(sa->sa_family, SOCK_STREAM));
   s.set_nodelay(true);
-  int rc;
+  int rc, e;
   {
-    Op op(s.pd_, s.seq_);
-    do rc = ::connect(s.fd_, sa, len);
-    while (rc != 0 && errno == EINTR);
+    // Not retried on EINTR: the kernel goes on connecting, and a second
+    // connect() would report EALREADY. EINTR means "in progress" (as Go).
+    Op op(s.pd_, s.seq_, "connect");
+    rc = ::connect(s.fd_, sa, len);
+    e = errno;
   }
   if (rc == 0) return s;
-  if (errno != EINPROGRESS) throw_errno(errno, "connect " + detail::format(sa));
+  if (e != EINPROGRESS && e != EINTR) throw_errno(e, "connect " + detail::format(sa));
   s.set_write_deadline(deadline);
   // Writability can be stale: the socket was registered with the poller
   // before connect, and an unconnected TCP socket reports OUT|HUP, which a
@@ -147,7 +213,7 @@ TcpStream TcpStream::connect_to(const void* sa_ptr, unsigned len, Clock::time_po
     socklen_t elen = sizeof err;
     sockaddr_storage peer{};
     socklen_t plen = sizeof peer;
-    Op op(s.pd_, s.seq_);
+    Op op(s.pd_, s.seq_, "connect");
     if (::getsockopt(s.fd_, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
     if (err == 0 || err == EISCONN) {
       if (::getpeername(s.fd_, reinterpret_cast<sockaddr*>(&peer), &plen) == 0) break;
@@ -164,11 +230,17 @@ TcpStream TcpStream::connect_to(const void* sa_ptr, unsigned len, Clock::time_po
 TcpStream TcpStream::connect_until(std::string_view addr, Clock::time_point deadline) {
   auto eps = detail::resolve(addr, false, SOCK_STREAM);
   std::exception_ptr first;
-  for (auto& ep : eps) {
+  for (std::size_t i = 0; i < eps.size(); i++) {
+    auto now = Clock::now();
+    if (deadline <= now) {
+      if (first) break;  // report the first address's error, as Go does
+      throw Timeout("weft: connect " + std::string(addr) + ": timed out");
+    }
     try {
-      return connect_to(&ep.ss, ep.len, deadline);
+      return connect_to(&eps[i].ss, eps[i].len, detail::partial_deadline(now, deadline, eps.size() - i));
     } catch (const Timeout&) {
-      throw;
+      if (Clock::now() >= deadline) throw;  // the whole deadline: no time for the rest
+      if (!first) first = std::current_exception();
     } catch (...) {
       if (!first) first = std::current_exception();
     }
@@ -177,64 +249,36 @@ TcpStream TcpStream::connect_until(std::string_view addr, Clock::time_point dead
 }
 
 std::optional<std::size_t> TcpStream::try_read(std::span<char> buf) {
-  Op op(desc("read"), seq_);
-  ssize_t n;
-  do n = ::recv(fd_, buf.data(), buf.size(), 0);
-  while (n < 0 && errno == EINTR);
-  if (n >= 0) return static_cast<std::size_t>(n);
-  if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-  throw_errno(errno, "read");
+  return io_once(desc("read"), seq_, Dir::Read, "read", [&] { return ::recv(fd_, buf.data(), buf.size(), 0); });
 }
 
 std::optional<std::size_t> TcpStream::try_write(std::span<const char> buf) {
-  Op op(desc("write"), seq_);
-  ssize_t n;
-  do n = ::send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  if (n >= 0) return static_cast<std::size_t>(n);
-  if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-  throw_errno(errno, "write");
+  return io_once(desc("write"), seq_, Dir::Write, "write",
+                 [&] { return ::send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL); });
 }
 
-void TcpStream::wait_readable() { wait_read("wait_readable"); }
-void TcpStream::wait_writable() { wait_write("wait_writable"); }
+// Every fiber parked here wakes on an edge (one after the other): none of
+// them makes the call that would show whether more is there.
+void TcpStream::wait_readable() {
+  wait_read("wait_readable");
+  detail::pass_edge(pd_, seq_, Dir::Read);
+}
+void TcpStream::wait_writable() {
+  wait_write("wait_writable");
+  detail::pass_edge(pd_, seq_, Dir::Write);
+}
 
 std::size_t TcpStream::read(std::span<char> buf) {
-  if (buf.empty()) return 0;
-  detail::PollDesc* pd = desc("read");
-  for (;;) {
-    ssize_t n;
-    {
-      Op op(pd, seq_);
-      do n = ::recv(fd_, buf.data(), buf.size(), 0);
-      while (n < 0 && errno == EINTR);
-    }
-    if (n >= 0) {
-      rt::spend_budget();  // a socket that always has data must not starve the worker
-      return static_cast<std::size_t>(n);
-    }
-    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "read");
-    wait_read("read");
-  }
+  long n = io_loop(desc("read"), seq_, Dir::Read, "read", [&] { return ::recv(fd_, buf.data(), buf.size(), 0); });
+  if (n < 0) throw_errno(static_cast<int>(-n), "read");
+  return static_cast<std::size_t>(n);
 }
 
 std::size_t TcpStream::write(std::span<const char> buf) {
-  if (buf.empty()) return 0;
-  detail::PollDesc* pd = desc("write");
-  for (;;) {
-    ssize_t n;
-    {
-      Op op(pd, seq_);
-      do n = ::send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL);
-      while (n < 0 && errno == EINTR);
-    }
-    if (n >= 0) {
-      rt::spend_budget();
-      return static_cast<std::size_t>(n);
-    }
-    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "write");
-    wait_write("write");
-  }
+  long n = io_loop(desc("write"), seq_, Dir::Write, "write",
+                   [&] { return ::send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL); });
+  if (n < 0) throw_errno(static_cast<int>(-n), "write");
+  return static_cast<std::size_t>(n);
 }
 
 void TcpStream::write_all(std::string_view data) {
@@ -242,7 +286,7 @@ void TcpStream::write_all(std::string_view data) {
 }
 
 void TcpStream::shutdown_write() {
-  Op op(desc("shutdown_write"), seq_);
+  Op op(desc("shutdown_write"), seq_, "shutdown_write");
   if (::shutdown(fd_, SHUT_WR) != 0) throw_errno(errno, "shutdown");
 }
 
@@ -254,7 +298,7 @@ void TcpStream::set_read_deadline(Clock::time_point t) { detail::set_deadline(de
 void TcpStream::set_write_deadline(Clock::time_point t) { detail::set_deadline(desc("set_write_deadline"), seq_, Dir::Write, t); }
 
 std::string TcpStream::peer_addr() const {
-  Op op(desc("peer_addr"), seq_);
+  Op op(desc("peer_addr"), seq_, "peer_addr");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) throw_errno(errno, "getpeername");
@@ -262,7 +306,7 @@ std::string TcpStream::peer_addr() const {
 }
 
 void TcpStream::set_nodelay(bool on) {
-  Op op(desc("set_nodelay"), seq_);
+  Op op(desc("set_nodelay"), seq_, "set_nodelay");
   int v = on ? 1 : 0;
   if (::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) != 0) throw_errno(errno, "setsockopt(TCP_NODELAY)");
 }
@@ -277,7 +321,7 @@ TcpListener TcpListener::listen(std::string_view addr, int backlog, bool reuse_p
   auto eps = detail::resolve(addr, true, SOCK_STREAM);
   const auto& ep = eps.front();
   TcpListener l(new_socket(ep.family(), SOCK_STREAM));
-  Op op(l.pd_, l.seq_);
+  Op op(l.pd_, l.seq_, "listen");
   int one = 1;
   ::setsockopt(l.fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (reuse_port && ::setsockopt(l.fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
@@ -291,34 +335,22 @@ TcpStream TcpListener::accept() {
   detail::PollDesc* pd = desc("accept");
   auto backoff = std::chrono::milliseconds(5);
   for (;;) {
-    int fd;
-    {
-      Op op(pd, seq_);
-      do fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      while (fd < 0 && errno == EINTR);
-    }
+    long fd = io_loop(pd, seq_, Dir::Read, "accept",
+                      [&] { return ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC); });
     if (fd >= 0) {
-      TcpStream s(fd);
+      TcpStream s(static_cast<int>(fd));
       s.set_nodelay(true);
-      rt::spend_budget();
       return s;
     }
-    int e = errno;
-    if (e == EAGAIN || e == EWOULDBLOCK) {
-      wait_read("accept");
-      continue;
-    }
+    int e = static_cast<int>(-fd);
     if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
       // Out of descriptors or memory: the pending connection stays queued.
       // Sleep (parking only this fiber) and retry, backing off to 1 s, but
       // never past the accept deadline, which no poller wait checks here.
-      Clock::time_point deadline;
-      {
-        std::lock_guard<weft::detail::SpinLock> g(pd->lock);
-        deadline = pd->rd.expired ? Clock::time_point::min() : pd->rd.deadline;
-      }
+      // io_loop then checks close and the deadline again.
+      Clock::time_point deadline = detail::deadline_of(pd, seq_, Dir::Read, "accept");
       auto now = Clock::now();
-      if (deadline <= now) throw Timeout("weft: accept: deadline exceeded");
+      if (deadline <= now) detail::throw_timeout("accept");
       this_fiber::sleep_until(deadline - now < backoff ? deadline : now + backoff);
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(1));
       continue;
@@ -336,7 +368,7 @@ UdpSocket UdpSocket::bind(std::string_view addr) {
   auto eps = detail::resolve(addr, true, SOCK_DGRAM);
   const auto& ep = eps.front();
   UdpSocket u(new_socket(ep.family(), SOCK_DGRAM));
-  Op op(u.pd_, u.seq_);
+  Op op(u.pd_, u.seq_, "bind");
   if (::bind(u.fd_, ep.sa(), ep.len) != 0) throw_errno(errno, "bind " + std::string(addr));
   return u;
 }
@@ -348,43 +380,27 @@ std::size_t UdpSocket::send_to(std::span<const char> buf, std::string_view addr)
   {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
-    Op op(pd, seq_);
+    Op op(pd, seq_, "send_to");
     if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) family = ss.ss_family;
   }
   auto it = std::find_if(eps.begin(), eps.end(), [&](const auto& e) { return e.family() == family; });
   const auto& ep = it != eps.end() ? *it : eps.front();
-  for (;;) {
-    ssize_t n;
-    {
-      Op op(pd, seq_);
-      do n = ::sendto(fd_, buf.data(), buf.size(), MSG_NOSIGNAL, ep.sa(), ep.len);
-      while (n < 0 && errno == EINTR);
-    }
-    if (n >= 0) return static_cast<std::size_t>(n);
-    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "send_to " + std::string(addr));
-    wait_write("send_to");
-  }
+  long n = io_loop(pd, seq_, Dir::Write, "send_to",
+                   [&] { return ::sendto(fd_, buf.data(), buf.size(), MSG_NOSIGNAL, ep.sa(), ep.len); });
+  if (n < 0) throw_errno(static_cast<int>(-n), "send_to " + std::string(addr));
+  return static_cast<std::size_t>(n);
 }
 
 std::size_t UdpSocket::recv_from(std::span<char> buf, std::string* from) {
-  detail::PollDesc* pd = desc("recv_from");
-  for (;;) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    ssize_t n;
-    {
-      Op op(pd, seq_);
-      do n = ::recvfrom(fd_, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
-      while (n < 0 && errno == EINTR);
-    }
-    if (n >= 0) {
-      if (from) *from = detail::format(reinterpret_cast<sockaddr*>(&ss));
-      rt::spend_budget();
-      return static_cast<std::size_t>(n);
-    }
-    if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno(errno, "recv_from");
-    wait_read("recv_from");
-  }
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  long n = io_loop(desc("recv_from"), seq_, Dir::Read, "recv_from", [&] {
+    len = sizeof ss;
+    return ::recvfrom(fd_, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
+  });
+  if (n < 0) throw_errno(static_cast<int>(-n), "recv_from");
+  if (from) *from = detail::format(reinterpret_cast<sockaddr*>(&ss));
+  return static_cast<std::size_t>(n);
 }
 
 void UdpSocket::set_read_deadline(Clock::time_point t) { detail::set_deadline(desc("set_read_deadline"), seq_, Dir::Read, t); }
@@ -395,19 +411,29 @@ void UdpSocket::set_write_deadline(Clock::time_point t) { detail::set_deadline(d
 namespace {
 void wait_foreign(int fd, Clock::time_point deadline, Dir d, const char* op) {
   if (fd < 0) throw_errno(EBADF, op);
+  if (deadline <= Clock::now()) detail::throw_timeout(op);
   // Register a duplicate: the caller keeps ownership and registration of its
   // own fd, and closing the duplicate unregisters it from the poller.
   int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (dup < 0) throw_errno(errno, op);
-  detail::PollDesc* pd = detail::open_desc(dup, /*foreign=*/true);
-  std::uint32_t seq = seq_of(pd);
+  std::uint32_t seq;
+  detail::PollDesc* pd;
+  try {
+    pd = detail::open_desc(dup, &seq, /*foreign=*/true);
+  } catch (const std::system_error& e) {
+    ::close(dup);  // open_desc closes nothing on failure
+    // epoll refuses regular files (and directories) with EPERM: they are
+    // always ready (poll(2); Go's pollable() false for files).
+    if (e.code() == std::error_code(EPERM, std::system_category())) return;
+    throw;
+  }
   struct Closer {
     detail::PollDesc* pd;
     std::uint32_t seq;
     ~Closer() { detail::close_desc(pd, seq); }
   } closer{pd, seq};
   if (deadline != Clock::time_point::max()) detail::set_deadline(pd, seq, d, deadline);
-  detail::wait(pd, seq, d, op);
+  detail::wait(pd, seq, d, op, detail::edges_of(pd, d));
 }
 }  // namespace
 

@@ -8,8 +8,12 @@
 // "[::1]:0", "localhost:80"; port 0 binds an ephemeral port. Host names are
 // resolved on the blocking pool, never on a worker.
 //
-// A socket object may be used by one reading fiber and one writing fiber at
-// the same time (as a Go net.Conn); closing it wakes both with an error.
+// A socket object may be used by several fibers at once (as a Go net.Conn):
+// fibers waiting in one direction (several in accept(), several readers)
+// queue in FIFO order; closing the socket wakes them all with SocketClosed.
+// A deadline that has already passed fails the call with weft::Timeout even
+// when it could proceed. Every call on a closed socket throws SocketClosed,
+// and never affects another socket.
 #pragma once
 
 #include <chrono>
@@ -36,6 +40,13 @@ struct Timeout : std::system_error {
 };
 
 namespace net {
+
+// Use of a closed socket or listener (std::errc::bad_file_descriptor), e.g.
+// a fiber parked in accept() when another fiber closes the listener.
+struct SocketClosed : std::system_error {
+  explicit SocketClosed(const std::string& what)
+      : std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what) {}
+};
 
 namespace detail {
 struct PollDesc;
@@ -79,6 +90,7 @@ class TcpStream : public Socket {
   std::size_t write(std::span<const char> buf);    // parks until >= 1 byte written
   void write_all(std::string_view data);           // parks until all is written
   // Never park: nullopt when the call would block (Tokio's try_read/try_write).
+  // A passed read (write) deadline fails them with weft::Timeout, as read().
   std::optional<std::size_t> try_read(std::span<char> buf);
   std::optional<std::size_t> try_write(std::span<const char> buf);
   // Park until reading (writing) may make progress, without a buffer: a
@@ -113,7 +125,8 @@ class TcpListener : public Socket {
   static TcpListener adopt(int fd);
   // Parks until a connection arrives. Running out of file descriptors
   // (EMFILE/ENFILE) does not fail: accept backs off (5 ms doubling to 1 s)
-  // and retries, as Go's servers do, and never spins.
+  // and retries, as Go's servers do, and never spins; a close() during a
+  // back-off sleep is seen when it ends.
   TcpStream accept();
   void set_deadline(Clock::time_point t);          // for accept(); max() clears
 
@@ -136,7 +149,9 @@ class UdpSocket : public Socket {
 
 // Park the calling fiber until a file descriptor of the caller's (set
 // O_NONBLOCK) is readable / writable: the hook for third-party non-blocking
-// libraries. Throws weft::Timeout once the deadline has passed.
+// libraries. Throws weft::Timeout once the deadline has passed. A regular
+// file (which epoll cannot watch) is always ready, as poll(2) says and as
+// Go treats files: these return at once.
 void wait_readable(int fd, Clock::time_point deadline = Clock::time_point::max());
 void wait_writable(int fd, Clock::time_point deadline = Clock::time_point::max());
 
