@@ -275,8 +275,13 @@ void join_wait(JoinStateBase* s) {
     return;  // finished meanwhile
   if (park(s->joiner) == WakeReason::Event) return;
   // Cancelled: withdraw, unless the fiber finished and is waking us anyway.
+  // Then wait until its unpark is over (kDone): that unpark reads our sync
+  // word, and if we unwound and exited first our runtime could end and free
+  // it (a joiner in another runtime than the fiber it joins). The fiber is
+  // running the few instructions between its two stores meanwhile.
   expected = JoinStateBase::kJoinerWaiting;
-  s->state.compare_exchange_strong(expected, JoinStateBase::kRunning, std::memory_order_acq_rel);
+  if (!s->state.compare_exchange_strong(expected, JoinStateBase::kRunning, std::memory_order_acq_rel))
+    while (s->state.load(std::memory_order_acquire) != JoinStateBase::kDone) std::this_thread::yield();
   throw_unwind();
 }
 
@@ -301,8 +306,15 @@ void join_wait(JoinStateBase* s) {
 }
 
 void join_finish(JoinStateBase* s) noexcept {
-  std::uintptr_t old = s->state.exchange(JoinStateBase::kDone, std::memory_order_acq_rel);
-  if (old == JoinStateBase::kJoinerWaiting) unpark(s->joiner);
+  std::uintptr_t cur = s->state.load(std::memory_order_acquire);
+  while (!s->state.compare_exchange_weak(cur, cur == JoinStateBase::kJoinerWaiting ? JoinStateBase::kWaking
+                                                                                 : JoinStateBase::kDone,
+                                         std::memory_order_acq_rel, std::memory_order_acquire)) {
+  }
+  if (cur == JoinStateBase::kJoinerWaiting) {
+    unpark(s->joiner);
+    s->state.store(JoinStateBase::kDone, std::memory_order_release);
+  }
   if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     if (s->error) panic(s->error, s->fiber_id);  // the handle was dropped without join
     s->destroy(s);

@@ -106,6 +106,44 @@ TEST_F(Edge, BlockingJobFinishingAtShutdownKeepsTheRuntimeAlive) {
   }
 }
 
+// A joiner in runtime B parked on a fiber of runtime A; B shuts down and
+// cancels the joiner just as A's fiber ends. The fiber's join_finish
+// exchanged the state to done and then unparked the joiner's old parker;
+// the joiner, whose withdrawal found "done", unwound and exited first, B
+// ended and freed its sync table, and the late unpark read freed memory.
+// Now the fiber marks the state "waking" until its unpark is over, and the
+// cancelled joiner waits for "done" before it unwinds. ASan and chaos.
+TEST_F(Edge, JoinAcrossRuntimesRacingShutdown) {
+  const int rounds = static_cast<int>(scaled(100));
+  for (int i = 0; i < rounds; i++) {
+    weft::Chan<weft::JoinHandle<int>> handoff(1);
+    std::atomic<bool> joining{false};
+    std::thread b([&] {
+      weft::run([&] {
+        weft::spawn([&] {
+          auto h = handoff.recv();
+          joining = true;
+          try {
+            (void)h->join();
+          } catch (const std::exception&) {
+            // A's shutdown may unwind the fiber first: join reports that.
+          }
+        });
+        while (!joining) weft::this_fiber::sleep_for(10us);
+        if (i % 2) weft::this_fiber::sleep_for(std::chrono::microseconds(i % 30));
+      }, weft::Options{.workers = 1});
+    });
+    weft::run([&] {
+      auto h = weft::go([&] {
+        while (!joining) weft::this_fiber::sleep_for(10us);
+        return 1;
+      });
+      handoff.send(std::move(h));
+    }, weft::Options{.workers = 1});
+    b.join();
+  }
+}
+
 // A timer armed while an idle worker is between scanning the timer heaps
 // and publishing its sleep deadline was seen by neither side: the sleeper
 // slept with no deadline, and the arming worker, busy with a long fiber,

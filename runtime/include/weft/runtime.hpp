@@ -109,9 +109,10 @@ struct FiberUnwind {};
 // the handle's; the last one to let go frees it (and, if the fiber's
 // exception was never observed, panics: an exception never disappears).
 struct JoinStateBase {
-  static constexpr std::uintptr_t kRunning = 0, kDone = 1, kJoinerWaiting = 2;
-  // Written by the fiber (kDone, exchange, release) and the joiner
-  // (kJoinerWaiting, CAS, release); each reads the other's write (acquire):
+  // kWaking: the fiber ended and is unparking the joiner; kDone follows.
+  static constexpr std::uintptr_t kRunning = 0, kDone = 1, kJoinerWaiting = 2, kWaking = 3;
+  // Written by the fiber (kDone or kWaking, CAS, acq_rel) and the joiner
+  // (kJoinerWaiting, CAS, acq_rel); each reads the other's write (acquire):
   // the result fields and `joiner` are published by these operations.
   std::atomic<std::uintptr_t> state{kRunning};
   std::atomic<std::uint32_t> refs{2};
@@ -198,7 +199,9 @@ class JoinHandle {
     if constexpr (!std::is_void_v<T>) return std::move(*rel.s->value);
   }
   bool done() const noexcept {
-    return st_ && st_->state.load(std::memory_order_acquire) == detail::JoinStateBase::kDone;
+    if (!st_) return false;
+    auto v = st_->state.load(std::memory_order_acquire);
+    return v == detail::JoinStateBase::kDone || v == detail::JoinStateBase::kWaking;
   }
   bool joinable() const noexcept { return st_ != nullptr; }
   void detach() noexcept {
