@@ -11,7 +11,8 @@
 //      probability, so the choice among ready cases is uniform.
 //   3. Nothing ready: with otherwise(), unlock and return it. Else open one
 //      park (one Parker for the whole select), queue one waiter per case on
-//      its channel (all share one WaitCtx), unlock everything, and park,
+//      its channel in poll order (all share one WaitCtx), unlock everything,
+//      and park,
 //      with the after deadline if any (rt::park_until: its timer lives in
 //      park_until's frame and is cancelled there unless it fired, so no
 //      timer outlives the select).
@@ -186,8 +187,13 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
   WaitCtx ctx;
   ctx.select = true;
   ctx.parker = rt::prepare_park(WaitKind::Select, ws);
+  // Queue in poll order (npoll == n here: an expired after returned above),
+  // not argument order: cases on one channel then sit in its queue in a
+  // random order, so a later peer picks among them uniformly (Go gets the
+  // same from its lock order, which follows the shuffled poll order). The
+  // order across channels does not matter: every lock is held.
   for (std::uint32_t k = 0; k < n; k++) {
-    ChanWaiter& w = ws[lockorder[k]];
+    ChanWaiter& w = ws[poll[k]];
     w.ctx = &ctx;
     (w.kind == ChanWaiter::Recv ? w.core->recvq : w.core->sendq).push(&w);
   }
