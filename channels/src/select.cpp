@@ -35,6 +35,9 @@
 // time keeps other fibers' operations on those channels flowing.
 #include <weft/select.hpp>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "chan_core.hpp"
 
 namespace weft::detail {
@@ -231,7 +234,11 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
     if (ws[i].kind == ChanWaiter::Send && !ctx.ok) throw_closed("weft: send on closed channel");
     return {SelectResult::Chan, ctx.ok, won};
   }
-  __builtin_unreachable();
+  // A waker claimed a case index this select does not have: a protocol
+  // slip. Stop here rather than run on with undefined behaviour.
+  std::fprintf(stderr, "weft: select: internal error: woken for case %u, which this select (%u channel cases) does not have\n",
+               won, n);
+  std::abort();
 }
 
 }  // namespace weft::detail
