@@ -8,6 +8,7 @@
 // capturing by reference does, so the owner's handle is the only reference.
 // Run under ASan (a freed core touched) and TSan (a free racing an access).
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "test_util.hpp"
@@ -60,16 +61,18 @@ TEST_P(ChanLifetime, WokenFiberDropsLastHandleWhileWakerReturns) {
 
 // close() wakes every parked fiber, under the lock, one after the other. The
 // interleaving that freed the core under close: the owner (holding the only
-// handle) parks in recv first, then 32 more receivers park through a
+// handle) parks in recv first, then 500 more receivers park through a
 // pointer; the closer, also through a pointer, unparks the owner first and
-// goes on with the 32 others; meanwhile another worker steals the owner,
-// which returns nullopt and drops the last handle; close then read the
-// freed queues and stored to the freed lock. Now close holds a reference
-// of its own until it has unlocked. (With one worker the owner cannot run
-// before close returns; the test then only checks the results.)
+// goes on with the 500 others; meanwhile a worker runs the owner, which
+// returns nullopt and drops the last handle; close then read the freed
+// queues and stored to the freed lock. Now close holds a reference of its
+// own until it has unlocked. The closer is a plain thread so that the owner
+// can run while close goes on (a fiber's wakes go to its own worker's
+// queue without waking another worker; a thread's go to the global queue
+// and wake one).
 TEST_P(ChanLifetime, CloseWakesOwnerWhoDropsLastHandle) {
   weft::run([] {
-    for (std::size_t t = 0; t < chantest::scaled(200, 20); t++) {
+    for (std::size_t t = 0; t < chantest::scaled(100, 10); t++) {
       auto own = std::make_unique<Chan<int>>(0);
       Chan<int>* ch = own.get();
       auto owner = weft::go([own = std::move(own)]() mutable {
@@ -79,11 +82,12 @@ TEST_P(ChanLifetime, CloseWakesOwnerWhoDropsLastHandle) {
       });
       chantest::wait_others_parked();
       std::vector<weft::JoinHandle<bool>> others;
-      for (int i = 0; i < 32; i++) others.push_back(weft::go([ch] { return ch->recv().has_value(); }));
+      for (int i = 0; i < 500; i++) others.push_back(weft::go([ch] { return ch->recv().has_value(); }));
       chantest::wait_others_parked();
-      ch->close();
+      std::thread closer([ch] { ch->close(); });
       EXPECT_FALSE(owner.join());
       for (auto& h : others) EXPECT_FALSE(h.join());
+      closer.join();  // close has returned: all it woke have run
     }
   }, opts());
 }
