@@ -374,8 +374,7 @@ inline LogEv sel_event(int who, const SelSpec& s, Obs o, std::uint64_t t0, std::
     e.t0 = t0;
     e.t1 = t1;
   } else if (o.ev == Ev::SelThrow) {
-    for (int i = 0; i < s.n && e.ch < 0; i++)  // some send case's channel is closed
-      if (s.c[i].send && s.c[i].ch >= 0) e.ch = s.c[i].ch;
+    e.ch = -2;  // some send case's channel must be closed: record() checks with send_closed()
   }
   return e;
 }
@@ -385,10 +384,20 @@ inline LogEv sel_event(int who, const SelSpec& s, Obs o, std::uint64_t t0, std::
 // closed-channel outcome (ChanClosed, nullopt) on a channel the driver had
 // not begun to close is invented.
 template <class T>
-void record(World<T>& w, int who, LogEv e) {
+bool send_closed(World<T>& w, const SelSpec& s) {
+  for (int i = 0; i < s.n; i++)
+    if (s.c[i].send && s.c[i].ch >= 0 && w.closed[s.c[i].ch].load()) return true;
+  return false;
+}
+
+template <class T>
+void record(World<T>& w, int who, LogEv e, const SelSpec* sel = nullptr) {
   if (w.loose) {
     bool closed_outcome = e.o.ev == Ev::SendClosed || e.o.ev == Ev::RecvClosed || e.o.ev == Ev::RangeEnd ||
-                          e.o.ev == Ev::SelThrow || (e.o.ev == Ev::SelCase && e.ch >= 0 && e.o.val == 0 && e.val == 0);
+                          (e.o.ev == Ev::SelCase && e.ch >= 0 && e.o.val == 0 && e.val == 0);
+    if (e.o.ev == Ev::SelThrow && (!sel || !send_closed(w, *sel)))
+      die("chan_fuzz: MISMATCH (loose): %s %d: select threw ChanClosed, but none of its send cases' channels "
+          "is being closed\n", who < 0 ? "driver" : "actor", who);
     if (closed_outcome && e.ch >= 0 && !w.closed[e.ch].load())
       die("chan_fuzz: MISMATCH (loose): %s %d: '%s' on c%d, which nobody has closed\n", who < 0 ? "driver" : "actor",
           who, str(e.o).c_str(), e.ch);
@@ -433,7 +442,7 @@ void run_cmd(World<T>& w, int a, Cmd<T>& c) {
     case Op::Select: {
       std::uint64_t t0 = w.stamp();
       Obs o = run_select<T>(c.sel, c.ch);
-      rec(sel_event(a, c.sel, o, t0, w.stamp()));
+      record(w, a, sel_event(a, c.sel, o, t0, w.stamp()), &c.sel);
       break;
     }
   }
@@ -729,7 +738,7 @@ class Interp {
     if (loose_) {
       for (int i = 0; i < s.n; i++)
         if (s.c[i].send) origin_[s.c[i].val] = {-1, s.c[i].ch};
-      return record(*w_, -1, sel_event(-1, s, o, t0, w_->stamp()));
+      return record(*w_, -1, sel_event(-1, s, o, t0, w_->stamp()), &s);
     }
     settle();
     m_select(-1, s, &o);
