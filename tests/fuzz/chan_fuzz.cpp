@@ -754,6 +754,7 @@ class Interp {
   // only every 61st pick). The time limit only turns a livelock into a
   // failure: a correct run settles in a few yields.
   void settle() {
+    hog();
     auto give_up = std::chrono::steady_clock::now() + kSettleLimit;
     for (;;) {
       weft::Stats st = weft::stats();
@@ -764,6 +765,21 @@ class Interp {
              static_cast<unsigned long long>(st.fibers_parked), static_cast<unsigned long long>(st.fibers_live - 1));
       }
       weft::this_fiber::yield();
+    }
+  }
+
+  // CHAN_FUZZ_HOG_MS=n (replay only): the driver burns n ms of CPU after each
+  // operation, before it settles, as a slow model step under ASan did in CI:
+  // the monitor then finds the worker stuck and moves the fibers woken by
+  // the operation to the global queue. The verdict must not change.
+  void hog() {
+    static const long ms = [] {
+      const char* e = std::getenv("CHAN_FUZZ_HOG_MS");
+      return e ? std::atol(e) : 0L;
+    }();
+    if (ms <= 0) return;
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (std::chrono::steady_clock::now() < end) {
     }
   }
 
