@@ -72,7 +72,7 @@ TEST_P(ChanLifetime, WokenFiberDropsLastHandleWhileWakerReturns) {
 // and wake one).
 TEST_P(ChanLifetime, CloseWakesOwnerWhoDropsLastHandle) {
   weft::run([] {
-    for (std::size_t t = 0; t < chantest::scaled(100, 10); t++) {
+    for (std::size_t t = 0; t < chantest::scaled(20, 5); t++) {
       auto own = std::make_unique<Chan<int>>(0);
       Chan<int>* ch = own.get();
       auto owner = weft::go([own = std::move(own)]() mutable {
