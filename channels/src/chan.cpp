@@ -195,6 +195,12 @@ bool chan_try_recv(ChanCore* c, void* out) noexcept {
 // take the lock, find itself unlinked and return, freeing its frame; holding
 // the lock until every unpark is done keeps the frames valid without a
 // separate list. Close is rare, and unpark takes no channel lock.
+//
+// Close holds a reference of its own meanwhile: a fiber it woke may run at
+// once on another worker and drop the last handle (Go's "close(done) wakes
+// the owner, which returns": the closer often reaches the channel through a
+// reference to the owner's handle), and close still walks the queues and
+// unlocks after that unpark. Its release may be the last one.
 void chan_close(ChanCore* c) {
   if (!c) throw_closed("weft: close of nil channel");
   c->lock.lock();
@@ -202,6 +208,7 @@ void chan_close(ChanCore* c) {
     c->lock.unlock();
     throw_closed("weft: close of closed channel");
   }
+  chan_retain(c);  // the caller's handle is alive until the first unpark below
   c->closed.store(true, std::memory_order_release);
   for (WaitQ* q : {&c->recvq, &c->sendq}) {
     while (ChanWaiter* w = q->dequeue()) {
@@ -210,6 +217,7 @@ void chan_close(ChanCore* c) {
     }
   }
   c->lock.unlock();
+  chan_release(c);
 }
 
 }  // namespace weft::detail

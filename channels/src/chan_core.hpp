@@ -47,6 +47,22 @@
 // waiters may still be queued: it takes each channel's lock and unlinks
 // whatever is still queued before it returns or unwinds. So nobody can
 // reach a waiter once its frame is gone.
+//
+// Lifetime of the core (API.md: a primitive may be destroyed as soon as no
+// fiber is parked in it, even if fibers it woke have not returned yet). A
+// woken fiber may run at once on another worker and drop the last handle,
+// so nobody may touch a core after an unpark unless it holds a reference:
+//   - send/recv/try_*/select's ready path: unlock, then unpark, then touch
+//     neither the core nor the waiter (the caller's own handle is not enough
+//     when it is a reference to the woken fiber's handle);
+//   - close unparks under the lock and goes on walking the queues: it takes
+//     a reference for that (chan.cpp);
+//   - a parked select is woken through one channel and then unlinks its
+//     waiters from the others: it holds a reference on each channel from
+//     before it parks until that cleanup is done (select.cpp);
+//   - a plain waiter woken by Event never touches the core again; after a
+//     Cancel (shutdown) it takes the lock to withdraw, while still inside
+//     the call made on the caller's handle.
 #pragma once
 
 #include <atomic>

@@ -11,7 +11,8 @@
 //      probability, so the choice among ready cases is uniform.
 //   3. Nothing ready: with otherwise(), unlock and return it. Else open one
 //      park (one Parker for the whole select), queue one waiter per case on
-//      its channel (all share one WaitCtx), unlock everything, and park,
+//      its channel in poll order (all share one WaitCtx), take a reference
+//      on each channel (released after step 4), unlock everything, and park,
 //      with the after deadline if any (rt::park_until: its timer lives in
 //      park_until's frame and is cancelled there unless it fired, so no
 //      timer outlives the select).
@@ -33,6 +34,9 @@
 // twice): with the won claim it is not needed, and taking one lock at a
 // time keeps other fibers' operations on those channels flowing.
 #include <weft/select.hpp>
+
+#include <cstdio>
+#include <cstdlib>
 
 #include "chan_core.hpp"
 
@@ -83,6 +87,16 @@ struct Locks {
       if (c != prev) c->lock.unlock();
       prev = c;
     }
+  }
+  // One reference per distinct channel, held while the select is parked
+  // and cleaning up (see step 3).
+  void retain() const noexcept {
+    for (std::uint32_t i = 0; i < n; i++)
+      if (i == 0 || ws[order[i]].core != ws[order[i - 1]].core) chan_retain(ws[order[i]].core);
+  }
+  void release() const noexcept {
+    for (std::uint32_t i = 0; i < n; i++)
+      if (i == 0 || ws[order[i]].core != ws[order[i - 1]].core) chan_release(ws[order[i]].core);
   }
 };
 
@@ -186,11 +200,21 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
   WaitCtx ctx;
   ctx.select = true;
   ctx.parker = rt::prepare_park(WaitKind::Select, ws);
+  // Queue in poll order (npoll == n here: an expired after returned above),
+  // not argument order: cases on one channel then sit in its queue in a
+  // random order, so a later peer picks among them uniformly (Go gets the
+  // same from its lock order, which follows the shuffled poll order). The
+  // order across channels does not matter: every lock is held.
   for (std::uint32_t k = 0; k < n; k++) {
-    ChanWaiter& w = ws[lockorder[k]];
+    ChanWaiter& w = ws[poll[k]];
     w.ctx = &ctx;
     (w.kind == ChanWaiter::Recv ? w.core->recvq : w.core->sendq).push(&w);
   }
+  // A reference on every channel until step 4 is done with them: the case
+  // that wins may wake us through channel A while our waiter still sits in
+  // channel B, and whoever woke us may then drop B's last handle (it only
+  // knows that nobody is parked any more) before we unlink from B.
+  locks.retain();
   locks.unlock();
   WakeReason why = deadline ? rt::park_until(ctx.parker, *deadline) : rt::park(ctx.parker);
 
@@ -217,6 +241,7 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
     }
     c->lock.unlock();
   }
+  locks.release();  // may free a channel: nothing below touches one
   if (why == WakeReason::Cancel) rt::throw_unwind();
   std::uint32_t won = ctx.won.load(std::memory_order_acquire);
   if (won == WaitCtx::kAborted) return {SelectResult::Timeout, false, 0};
@@ -225,7 +250,11 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
     if (ws[i].kind == ChanWaiter::Send && !ctx.ok) throw_closed("weft: send on closed channel");
     return {SelectResult::Chan, ctx.ok, won};
   }
-  __builtin_unreachable();
+  // A waker claimed a case index this select does not have: a protocol
+  // slip. Stop here rather than run on with undefined behaviour.
+  std::fprintf(stderr, "weft: select: internal error: woken for case %u, which this select (%u channel cases) does not have\n",
+               won, n);
+  std::abort();
 }
 
 }  // namespace weft::detail

@@ -221,6 +221,10 @@ WEFT_RACY_READER void dump_runtime(Runtime& r, std::ostream& out) {
 WEFT_RACY_READER Stats stats_of(Runtime& r) {
   Stats s;
   s.fibers_live = r.live_fibers();
+  for (std::uint32_t i = 0, n = r.arena.slot_count(); i < n; i++) {
+    std::uint64_t v = r.arena.sync(i).load(std::memory_order_acquire);
+    if ((v & (kLive | kSwitched | kWoken)) == (kLive | kSwitched)) s.fibers_parked++;
+  }
   s.fibers_spawned = r.ext_spawned.load(std::memory_order_relaxed);
   s.polls = r.polls.load(std::memory_order_relaxed);
   s.stuck_reports = r.stuck_reports.load(std::memory_order_relaxed);

@@ -390,6 +390,43 @@ TEST_P(Select, PlainThreadSelect) {
   }, opts());
 }
 
+// Several cases of one select on one channel, and a peer that comes after
+// the select parked: select(send(c, 1), send(c, 0)) queued both waiters in
+// c's sendq, and the receiver takes the first queued. They were queued in
+// argument order, so the receiver always got 1 (100 of 100); Go queues them
+// in its shuffled poll order, so either is first with probability 1/2. Now
+// the same here. The interleaving, every trial: the selector starts, finds
+// nothing ready and parks (wait_others_parked waits for exactly that, no
+// delay); only then does main receive (send, for the recv cases). 200
+// trials: a correct select misses one of the two outcomes with probability
+// 2 * 2^-200.
+TEST_P(Select, SameChannelCasesQueuedInRandomOrder) {
+  weft::run([] {
+    Chan<int> c(0);
+    int sent[2] = {0, 0}, took[2] = {0, 0};
+    for (int t = 0; t < 200; t++) {
+      auto h = weft::go([&] { return select(send(c, 1), send(c, 0)); });
+      chantest::wait_others_parked();
+      int v = *c.recv();
+      ASSERT_TRUE(v == 0 || v == 1);
+      EXPECT_EQ(h.join(), v == 1 ? 0u : 1u);  // the case whose value was taken
+      sent[v]++;
+    }
+    for (int t = 0; t < 200; t++) {
+      auto h = weft::go([&] { return select(recv(c), recv(c)); });
+      chantest::wait_others_parked();
+      c.send(7);
+      std::size_t i = h.join();
+      ASSERT_LT(i, 2u);
+      took[i]++;
+    }
+    EXPECT_GT(sent[0], 0);
+    EXPECT_GT(sent[1], 0);
+    EXPECT_GT(took[0], 0);
+    EXPECT_GT(took[1], 0);
+  }, opts());
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, Select, chantest::kWorkers, chantest::workers_name);
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstddef>
 #include <weft/weft.hpp>
 
@@ -25,6 +26,20 @@ inline std::string workers_name(const ::testing::TestParamInfo<unsigned>& i) {
   std::string s = "w";
   s += std::to_string(i.param);
   return s;
+}
+
+// Yields until every other live fiber is parked (switched out and not yet
+// woken: nothing but the caller can run), e.g. until a fiber just started
+// has queued itself on a channel. A deterministic condition, not a delay;
+// the 10 s limit only bounds a test that would otherwise hang.
+inline void wait_others_parked() {
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    weft::Stats s = weft::stats();
+    if (s.fibers_parked + 1 >= s.fibers_live) return;
+    ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "other fibers never all parked";
+    weft::this_fiber::yield();
+  }
 }
 
 // Base of the tests parameterised by worker count.

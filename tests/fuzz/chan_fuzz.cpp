@@ -1,6 +1,7 @@
 // chan_fuzz.cpp: a libFuzzer target that runs a random program of channel
-// operations on one worker and checks every observable outcome against a
-// reference model of Go's channel semantics.
+// operations in one of two modes: strict, on one worker, checking every
+// observable outcome against a reference model of Go's channel semantics;
+// loose, on two workers, checking what holds under any schedule.
 //
 // Built two ways (tests/fuzz/meson.build): with -DWEFT_LIBFUZZER and
 // -fsanitize=fuzzer (clang) it is the fuzzer; without, its own main() replays
@@ -9,7 +10,8 @@
 //
 // ---- The program ------------------------------------------------------------
 // The input is a byte string: byte 0 picks the element type (bit 0: int, or
-// the move-only std::unique_ptr<int>); then each step is an opcode byte
+// the move-only std::unique_ptr<int>) and, for the fuzzer, the mode (bit 1:
+// strict or loose; the replay runs every input in both); then each step is an opcode byte
 // (value % 11) and its operands (a missing byte reads as 0; at most 200 steps):
 //   0 make     cap (byte % 5)                 a new channel (at most 4)
 //   1 send     actor, chan                    actor sends a fresh value
@@ -33,24 +35,44 @@
 // send case when c is odd, on chan byte c / 2. Every value sent is a fresh unique id (1, 2,
 // ...), so a value lost, duplicated or misrouted shows.
 //
-// ---- How it runs ------------------------------------------------------------
+// ---- How it runs (strict mode) ---------------------------------------------
 // weft::run(..., {.workers = 1, .spare_workers = 0}): one worker thread and
 // never a spare, so the schedule is deterministic enough to predict. The
 // driver executes the non-blocking operations itself; blocking ones go to
-// actor fibers, which spin in this_fiber::yield() while idle and take one
-// command at a time. Each actor appends what it observes
-// (send ok, value received, case chosen, ...) to its own report queue. After
-// each step the driver settles: it yields until a progress counter (bumped on
-// every command taken and every report) stays still for three rounds in a
-// row; a fiber woken during the step sits in the one run queue, ahead of or
-// behind the driver, and makes progress in the same or the next round (if
-// the monitor moved queued fibers to the global queue, the worker takes
-// them as soon as its local queue is empty, which it is whenever the driver
-// yields with nothing else queued). Then the model replays the step,
+// actor fibers, which park on a condition variable while idle and take one
+// command at a time. Each actor appends what it observes (send ok, value
+// received, case chosen, ...) to its own report queue. After each step the
+// driver settles: it yields until every other fiber is parked
+// (weft::stats().fibers_parked + 1 == fibers_live), i.e. every actor is idle
+// or parked in its operation and nothing is runnable. That is a condition
+// on the state, not a count of rounds or a delay: the monitor may move
+// woken fibers to the global queue (the driver "ran for 10 ms" under ASan),
+// which a yielding worker reaches only every 61st pick, and the settle just
+// yields on until they have run. Nothing but an after(1 ms) timer can wake
+// a fiber while the driver computes (one worker), and the model accepts
+// that timer's outcome at any time. Then the model replays the step,
 // consuming the reports: a report it did not predict, or a prediction with
-// no report, is a mismatch. No fiber completes more than a handful of
-// operations per run, far below the cooperative budget that would make it
-// yield in the middle of a step.
+// no report, is a mismatch.
+//
+// ---- How it runs (loose mode) -----------------------------------------------
+// The same program on two workers: actors run in parallel with the driver
+// and each other, so the exact model does not apply. The driver does not
+// wait after a step (a command for an actor still busy is skipped), and
+// commands that could park forever even on closed channels (nil channels;
+// a select of only nil cases without a finite after or otherwise) are
+// skipped. Checked, whatever the schedule:
+//   - on the spot: a send's ChanClosed, a recv's nullopt, a range's end only
+//     on a channel the driver has begun to close; try_send throws exactly
+//     when the channel is closed and close exactly on a second close (only
+//     the driver closes); a select's handler and unchosen values (as strict);
+//   - at the end the driver closes every channel, drains it, and waits for
+//     every actor to finish (20 s: only a lost wake gets near it), then:
+//     every value reported sent was received exactly once, from the channel
+//     it was sent on; nothing received that nobody sent; and per-sender FIFO
+//     per channel: each receive is stamped from one seq_cst counter before
+//     the call and after it returns, and if one sender sent u before v on a
+//     channel, the receive of v must not have returned before the receive of
+//     u began (a linearizable FIFO channel orders them the other way).
 //
 // ---- The model (Go's semantics, as weft promises them in API.md) ------------
 // A channel: capacity, closed flag, FIFO buffer, FIFO queues of parked
@@ -108,6 +130,7 @@
 #include <weft/weft.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdarg>
 #include <cstdint>
@@ -116,8 +139,11 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <iterator>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -129,6 +155,9 @@ namespace {
 
 using Val = std::uint32_t;  // a value's unique id; 0: no value (or moved-from)
 constexpr int kMaxChans = 4, kActors = 6, kMaxCases = 4, kMaxSteps = 200;
+// Bounds a wait that a correct run ends in microseconds: only a livelock or
+// a lost wake reaches it (./dev's libFuzzer -timeout is above it).
+constexpr std::chrono::seconds kSettleLimit{20};
 
 // ---- values ---------------------------------------------------------------------
 
@@ -187,6 +216,7 @@ struct Cmd {
   weft::Chan<T> ch[kMaxCases];  // copies: the channels outlive a parked actor's frame
   SelSpec sel;
   std::vector<Val> vals;  // Send, SendN
+  int chi = -1;           // Send, SendN, Recv, Range: ch[0]'s index (-1: nil)
 };
 
 // ---- select with a runtime list of cases -----------------------------------------
@@ -297,29 +327,89 @@ Obs run_select(const SelSpec& s, const weft::Chan<T>* ch) {
 
 // ---- actors ---------------------------------------------------------------------
 
+// What the loose mode logs of each completed operation (see the top).
+struct LogEv {
+  int who;        // actor, or -1: the driver
+  Obs o;
+  Val val = 0;    // SendOk / SendClosed: the value offered
+  int ch = -1;    // the channel it happened on (-1: none, e.g. select after)
+  std::uint64_t t0 = 0, t1 = 0;  // stamps taken before the call and after it returned
+};
+
 template <class T>
 struct Box {
   bool has_cmd = false;
+  bool busy = false;     // a command handed over and not finished (loose mode)
   Cmd<T> cmd;
-  std::deque<Obs> obs;  // reports not yet consumed by the model
+  std::deque<Obs> obs;   // reports not yet consumed by the model (strict mode)
   bool exited = false;
+  weft::CondVar cv;      // has_cmd or stop
 };
 
 // Shared by the driver and the actors; each actor holds a reference, so a
-// parked actor unwound after the driver returned still finds it.
+// parked actor unwound after the driver returned still finds it. mu guards
+// every field but the atomics.
 template <class T>
 struct World {
+  bool loose = false;
+  weft::Mutex mu;
   Box<T> box[kActors];
-  std::uint64_t progress = 0;
   bool stop = false;
+  int running = 0;          // loose: actors started and not exited
+  weft::CondVar exited_cv;  // loose: running dropped
+  std::vector<LogEv> log;   // loose
+  std::atomic<bool> closed[kMaxChans] = {};  // set by the driver just before close()
+  std::atomic<std::uint64_t> clock{1};       // loose: stamps (seq_cst)
+  std::uint64_t stamp() { return clock.fetch_add(1, std::memory_order_seq_cst); }
 };
 
+// The log entry of a select's outcome: the channel and value it involves.
+inline LogEv sel_event(int who, const SelSpec& s, Obs o, std::uint64_t t0, std::uint64_t t1) {
+  if (o.ev == Ev::SelAfter && s.after != 1 && s.after != 3)
+    die("chan_fuzz: MISMATCH: a select whose after() cannot fire took it\n");
+  LogEv e{who, o};
+  if (o.ev == Ev::SelCase) {
+    e.ch = s.c[o.idx].ch;
+    e.val = s.c[o.idx].send ? s.c[o.idx].val : 0;
+    e.t0 = t0;
+    e.t1 = t1;
+  } else if (o.ev == Ev::SelThrow) {
+    e.ch = -2;  // some send case's channel must be closed: record() checks with send_closed()
+  }
+  return e;
+}
+
+// Records one outcome: a report for the model (strict), or a log entry
+// (loose), after checking what the loose mode can check on the spot: a
+// closed-channel outcome (ChanClosed, nullopt) on a channel the driver had
+// not begun to close is invented.
 template <class T>
-void run_cmd(World<T>& w, Box<T>& b, Cmd<T>& c) {
-  auto rec = [&](Obs o) {
-    b.obs.push_back(o);
-    w.progress++;
-  };
+bool send_closed(World<T>& w, const SelSpec& s) {
+  for (int i = 0; i < s.n; i++)
+    if (s.c[i].send && s.c[i].ch >= 0 && w.closed[s.c[i].ch].load()) return true;
+  return false;
+}
+
+template <class T>
+void record(World<T>& w, int who, LogEv e, const SelSpec* sel = nullptr) {
+  if (w.loose) {
+    bool closed_outcome = e.o.ev == Ev::SendClosed || e.o.ev == Ev::RecvClosed || e.o.ev == Ev::RangeEnd ||
+                          (e.o.ev == Ev::SelCase && e.ch >= 0 && e.o.val == 0 && e.val == 0);
+    if (e.o.ev == Ev::SelThrow && (!sel || !send_closed(w, *sel)))
+      die("chan_fuzz: MISMATCH (loose): %s %d: select threw ChanClosed, but none of its send cases' channels "
+          "is being closed\n", who < 0 ? "driver" : "actor", who);
+    if (closed_outcome && e.ch >= 0 && !w.closed[e.ch].load())
+      die("chan_fuzz: MISMATCH (loose): %s %d: '%s' on c%d, which nobody has closed\n", who < 0 ? "driver" : "actor",
+          who, str(e.o).c_str(), e.ch);
+  }
+  std::lock_guard<weft::Mutex> g(w.mu);
+  if (w.loose) w.log.push_back(e);
+  else if (who >= 0) w.box[who].obs.push_back(e.o);
+}
+
+template <class T>
+void run_cmd(World<T>& w, int a, Cmd<T>& c) {
+  auto rec = [&](LogEv e) { record(w, a, e); };
   switch (c.op) {
     case Op::Send:
     case Op::SendN:
@@ -327,45 +417,60 @@ void run_cmd(World<T>& w, Box<T>& b, Cmd<T>& c) {
         try {
           c.ch[0].send(make_val<T>(v));
         } catch (const weft::ChanClosed&) {
-          rec({Ev::SendClosed});
+          rec({a, {Ev::SendClosed}, v, c.chi});
           break;
         }
-        rec({Ev::SendOk});
+        rec({a, {Ev::SendOk}, v, c.chi});
       }
       break;
     case Op::Recv: {
+      std::uint64_t t0 = w.stamp();
       std::optional<T> v = c.ch[0].recv();
-      rec(v ? Obs{Ev::RecvVal, -1, val_of(*v)} : Obs{Ev::RecvClosed});
+      std::uint64_t t1 = w.stamp();
+      rec({a, v ? Obs{Ev::RecvVal, -1, val_of(*v)} : Obs{Ev::RecvClosed}, 0, c.chi, t0, t1});
       break;
     }
-    case Op::Range:
-      for (T v : c.ch[0]) rec({Ev::RangeVal, -1, val_of(v)});
-      rec({Ev::RangeEnd});
+    case Op::Range: {
+      std::uint64_t t0 = w.stamp();
+      for (T v : c.ch[0]) {  // each iteration's recv starts after the previous body ends
+        rec({a, {Ev::RangeVal, -1, val_of(v)}, 0, c.chi, t0, w.stamp()});
+        t0 = w.stamp();
+      }
+      rec({a, {Ev::RangeEnd}, 0, c.chi});
       break;
-    case Op::Select:
-      rec(run_select<T>(c.sel, c.ch));
+    }
+    case Op::Select: {
+      std::uint64_t t0 = w.stamp();
+      Obs o = run_select<T>(c.sel, c.ch);
+      record(w, a, sel_event(a, c.sel, o, t0, w.stamp()), &c.sel);
       break;
+    }
   }
 }
 
-// An actor: idle, it spins in yield() until the driver hands it a command
-// or tells it to stop. FiberUnwind (shutdown) passes through untouched.
+// An actor: idle, it parks on its box's condition variable until the driver
+// hands it a command or tells it to stop (an idle actor is parked, so the
+// strict mode's settle can wait for "every fiber parked"). FiberUnwind
+// (shutdown) passes through untouched.
 template <class T>
 void actor_main(std::shared_ptr<World<T>> w, int a) {
   Box<T>& b = w->box[a];
   for (;;) {
-    while (!b.has_cmd) {
-      if (w->stop) {
+    Cmd<T> cmd;
+    {
+      std::unique_lock<weft::Mutex> lk(w->mu);
+      b.busy = false;
+      b.cv.wait(lk, [&] { return b.has_cmd || w->stop; });
+      if (!b.has_cmd) {
         b.exited = true;
-        w->progress++;
+        w->running--;
+        w->exited_cv.notify_all();
         return;
       }
-      weft::this_fiber::yield();
+      cmd = std::move(b.cmd);
+      b.has_cmd = false;
     }
-    Cmd<T> cmd = std::move(b.cmd);
-    b.has_cmd = false;
-    w->progress++;
-    run_cmd(*w, b, cmd);
+    run_cmd(*w, a, cmd);
   }
 }
 
@@ -407,10 +512,11 @@ struct Reader {
 template <class T>
 class Interp {
  public:
-  explicit Interp(Reader in) : in_(in), w_(std::make_shared<World<T>>()) {}
+  Interp(Reader in, bool loose) : in_(in), loose_(loose), w_(std::make_shared<World<T>>()) { w_->loose = loose; }
 
   void run() {
     for (step_ = 0; step_ < kMaxSteps && !in_.empty(); step_++) do_step();
+    if (loose_) return loose_end();
     // Drain what is left (parked senders refill buffers; sendn actors go on).
     for (int c = 0; c < static_cast<int>(ch_.size()); c++) {
       for (int guard = 0; !m_[c].buf.empty() || !m_[c].sendq.empty(); guard++, step_++) {
@@ -419,7 +525,7 @@ class Interp {
       }
     }
     if (sent_ != received_) fail("values sent (%zu) and received (%zu) differ", sent_.size(), received_.size());
-    w_->stop = true;
+    stop_actors();
     settle();
     for (int a = 0; a < kActors; a++)
       if (timed_out(a)) reap(a);
@@ -497,6 +603,7 @@ class Interp {
       if (++sleeps_ > 1) return note("sleep (skipped: one per input)");
       note("sleep 1 ms");
       weft::this_fiber::sleep_for(std::chrono::milliseconds(1));
+      if (loose_) return;
       settle();
       return end_step();
     }
@@ -529,6 +636,7 @@ class Interp {
     } else {
       m.ch = chan_ref();
       cmd.ch[0] = chan(m.ch);
+      cmd.chi = m.ch;
       int k = m.op == Op::Send ? 1 : m.op == Op::SendN ? 1 + in_.u8() % 4 : 0;
       for (int i = 0; i < k; i++) m.todo.push_back(next_val_++);
       cmd.vals.assign(m.todo.begin(), m.todo.end());
@@ -537,21 +645,18 @@ class Interp {
     std::string what = m.op == Op::Select ? sel_str(m.sel) : std::string(names[op - 1]) + " " +
                        (m.ch < 0 ? std::string("nil") : "c" + std::to_string(m.ch));
     for (Val v : m.todo) what += " " + std::to_string(v);
+    if (loose_) return loose_actor(a, use_go, std::move(cmd), m, what);
     if (act_[a].st == St::Busy) return note("actor %d: %s (skipped: busy)", a, what.c_str());
     if (m.ch >= 0 && m.op == Op::Range && m_[m.ch].ranger >= 0)
       return note("actor %d: %s (skipped: a range runs)", a, what.c_str());
     if (m.ch >= 0 && m.op == Op::SendN && m_[m.ch].sendner >= 0)
       return note("actor %d: %s (skipped: a sendn runs)", a, what.c_str());
     note("actor %d%s: %s", a, act_[a].st == St::Absent ? use_go ? " (go)" : " (spawn)" : "", what.c_str());
-    if (act_[a].st == St::Absent) {
-      if (use_go) handle_[a] = weft::go(&actor_main<T>, w_, a);
-      else weft::spawn(&actor_main<T>, w_, a);
-    }
+    if (act_[a].st == St::Absent) start_actor(a, use_go);
     if (m.ch >= 0 && m.op == Op::Range) m_[m.ch].ranger = a;
     if (m.ch >= 0 && m.op == Op::SendN) m_[m.ch].sendner = a;
     act_[a] = m;
-    w_->box[a].cmd = std::move(cmd);
-    w_->box[a].has_cmd = true;
+    hand(a, std::move(cmd));
     settle();
     advance(a);
     end_step();
@@ -570,6 +675,13 @@ class Interp {
     }
     bool moved = ok && std::is_same_v<T, std::unique_ptr<int>>;
     if (val_of(x) != (moved ? 0 : v)) fail("try_send's value is %u afterwards, expected %u", val_of(x), moved ? 0 : v);
+    if (loose_) {  // only the driver closes: whether it throws is known
+      bool closed = c >= 0 && closed_[c];
+      if (threw != closed) fail("try_send: %s on a channel that is%s closed", threw ? "ChanClosed" : "no ChanClosed", closed ? "" : " not");
+      origin_[v] = {-1, c};
+    if (ok) record(*w_, -1, {-1, {Ev::SendOk}, v, c});
+      return;
+    }
     settle();
     Ready r = m_send(c, v);
     const char* got = ok ? "true" : threw ? "ChanClosed" : "false";
@@ -580,9 +692,15 @@ class Interp {
   }
   void try_recv(int c) {
     note("try_recv %s", c < 0 ? "nil" : ("c" + std::to_string(c)).c_str());
+    std::uint64_t t0 = w_->stamp();
     std::optional<T> v = chan(c).try_recv();
+    std::uint64_t t1 = w_->stamp();
     Val gotv = v ? val_of(*v) : 0;
     if (v && !gotv) fail("try_recv returned a moved-from value");
+    if (loose_) {
+      if (v) record(*w_, -1, {-1, {Ev::RecvVal, -1, gotv}, 0, c, t0, t1});
+      return;
+    }
     settle();
     Val want = 0;
     Ready r = m_recv(c, &want);
@@ -593,10 +711,17 @@ class Interp {
   void close(int c) {
     note("close %s", c < 0 ? "nil" : ("c" + std::to_string(c)).c_str());
     bool threw = false;
+    if (c >= 0) w_->closed[c].store(true);  // before close(): see record()
     try {
       chan(c).close();
     } catch (const weft::ChanClosed&) {
       threw = true;
+    }
+    if (loose_) {
+      bool want = c < 0 || closed_[c];
+      if (threw != want) fail("close: expected %s, got %s", want ? "ChanClosed" : "no throw", threw ? "ChanClosed" : "no throw");
+      if (c >= 0) closed_[c] = true;
+      return;
     }
     settle();
     bool want = c < 0 || m_[c].closed;
@@ -608,21 +733,165 @@ class Interp {
     note("driver %s", sel_str(s).c_str());
     weft::Chan<T> chs[kMaxCases];
     for (int i = 0; i < s.n; i++) chs[i] = chan(s.c[i].ch);
+    std::uint64_t t0 = w_->stamp();
     Obs o = run_select<T>(s, chs);
+    if (loose_) {
+      for (int i = 0; i < s.n; i++)
+        if (s.c[i].send) origin_[s.c[i].val] = {-1, s.c[i].ch};
+      return record(*w_, -1, sel_event(-1, s, o, t0, w_->stamp()), &s);
+    }
     settle();
     m_select(-1, s, &o);
     end_step();
   }
 
-  // Lets every woken fiber run until all are parked or idle (see the top).
+  // Strict mode: lets every woken fiber run until every fiber but the
+  // driver is parked (in a channel operation, or idle on its box) and so
+  // nothing is runnable: on one worker, with the driver running, nothing
+  // can then move but a select's after(1 ms) timer, which the model accepts
+  // at any time. A deterministic condition, whatever the monitor did (it may
+  // move woken fibers to the global queue, which a yielding driver reaches
+  // only every 61st pick). The time limit only turns a livelock into a
+  // failure: a correct run settles in a few yields.
   void settle() {
-    int quiet = 0;
-    for (long rounds = 0; quiet < 3; rounds++) {
-      if (rounds > 100000) fail("fibers never settle (livelock?)");
-      std::uint64_t p = w_->progress;
+    hog();
+    auto give_up = std::chrono::steady_clock::now() + kSettleLimit;
+    for (;;) {
+      weft::Stats st = weft::stats();
+      if (st.fibers_parked + 1 >= st.fibers_live) return;
+      if (std::chrono::steady_clock::now() > give_up) {
+        weft::dump(std::cerr);
+        fail("fibers never settle (livelock?): %llu of %llu other fibers parked",
+             static_cast<unsigned long long>(st.fibers_parked), static_cast<unsigned long long>(st.fibers_live - 1));
+      }
       weft::this_fiber::yield();
-      quiet = w_->progress == p ? quiet + 1 : 0;
     }
+  }
+
+  // CHAN_FUZZ_HOG_MS=n (replay only): the driver burns n ms of CPU after each
+  // operation, before it settles, as a slow model step under ASan did in CI:
+  // the monitor then finds the worker stuck and moves the fibers woken by
+  // the operation to the global queue. The verdict must not change.
+  void hog() {
+    static const long ms = [] {
+      const char* e = std::getenv("CHAN_FUZZ_HOG_MS");
+      return e ? std::atol(e) : 0L;
+    }();
+    if (ms <= 0) return;
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (std::chrono::steady_clock::now() < end) {
+    }
+  }
+
+  // ---- actors ----
+  void start_actor(int a, bool use_go) {
+    {
+      std::lock_guard<weft::Mutex> g(w_->mu);
+      w_->running++;
+    }
+    if (use_go) handle_[a] = weft::go(&actor_main<T>, w_, a);
+    else weft::spawn(&actor_main<T>, w_, a);
+  }
+  void hand(int a, Cmd<T> cmd) {
+    std::lock_guard<weft::Mutex> g(w_->mu);
+    Box<T>& b = w_->box[a];
+    b.cmd = std::move(cmd);
+    b.has_cmd = b.busy = true;
+    b.cv.notify_one();
+  }
+  void stop_actors() {
+    std::lock_guard<weft::Mutex> g(w_->mu);
+    w_->stop = true;
+    for (Box<T>& b : w_->box) b.cv.notify_one();
+  }
+
+  // ---- the loose mode (two workers; see the top) ----
+  void loose_actor(int a, bool use_go, Cmd<T> cmd, const MActor& m, const std::string& what) {
+    // Skip what could park forever even once every channel is closed: the
+    // end must find every actor able to finish.
+    bool forever = m.op != Op::Select ? m.ch < 0 : m.sel.after != 1 && m.sel.after != 3 && !m.sel.dflt;
+    for (int i = 0; m.op == Op::Select && i < m.sel.n; i++) forever = forever && m.sel.c[i].ch < 0;
+    if (forever) return note("actor %d: %s (skipped: would park forever)", a, what.c_str());
+    bool busy;
+    {
+      std::lock_guard<weft::Mutex> g(w_->mu);
+      busy = w_->box[a].busy;
+    }
+    if (busy) return note("actor %d: %s (skipped: busy)", a, what.c_str());
+    note("actor %d%s: %s", a, act_[a].st == St::Absent ? use_go ? " (go)" : " (spawn)" : "", what.c_str());
+    for (Val v : m.todo) origin_[v] = {a, m.ch};
+    for (int i = 0; m.op == Op::Select && i < m.sel.n; i++)
+      if (m.sel.c[i].send) origin_[m.sel.c[i].val] = {a, m.sel.c[i].ch};
+    if (act_[a].st == St::Absent) start_actor(a, use_go);
+    act_[a].st = St::Idle;  // started
+    hand(a, std::move(cmd));
+  }
+
+  // Closes every channel, drains it, waits (bounded) for every actor to
+  // finish, then checks the log: conservation, no invention, per-sender
+  // FIFO per channel.
+  void loose_end() {
+    for (int c = 0; c < static_cast<int>(ch_.size()); c++) {
+      if (!closed_[c]) close(c);
+      for (;;) {
+        std::uint64_t t0 = w_->stamp();
+        std::optional<T> v = ch_[c].recv();  // closed: never parks for good
+        if (!v) break;
+        record(*w_, -1, {-1, {Ev::RecvVal, -1, val_of(*v)}, 0, c, t0, w_->stamp()});
+      }
+    }
+    stop_actors();
+    {
+      std::unique_lock<weft::Mutex> lk(w_->mu);
+      if (!w_->exited_cv.wait_for(lk, kSettleLimit, [&] { return w_->running == 0; })) {
+        int left = w_->running;
+        lk.unlock();
+        weft::dump(std::cerr);
+        fail("lost wake? %d actor(s) still running %lld s after every channel was closed and drained", left,
+             static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kSettleLimit).count()));
+      }
+    }
+    for (int a = 0; a < kActors; a++)
+      if (handle_[a].joinable()) handle_[a].join();
+    note("end: every channel closed and drained, every actor finished");
+    std::vector<LogEv> log;
+    {
+      std::lock_guard<weft::Mutex> g(w_->mu);
+      log.swap(w_->log);
+    }
+    struct Got {
+      int ch;
+      std::uint64_t t0, t1;
+    };
+    std::map<Val, Got> got;
+    std::set<Val> sent;
+    for (const LogEv& e : log) {
+      bool rv = e.o.ev == Ev::RecvVal || e.o.ev == Ev::RangeVal || (e.o.ev == Ev::SelCase && e.val == 0 && e.o.val);
+      if (e.o.ev == Ev::SendOk || (e.o.ev == Ev::SelCase && e.val)) {
+        if (!sent.insert(e.val).second) fail("value %u sent twice", e.val);
+      }
+      if (!rv) continue;
+      Val v = e.o.val;
+      auto o = origin_.find(v);
+      if (v == 0 || o == origin_.end()) fail("received value %u, which nobody offered", v);
+      if (o->second.ch != e.ch) fail("value %u was sent on c%d but received from c%d", v, o->second.ch, e.ch);
+      if (!got.emplace(v, Got{e.ch, e.t0, e.t1}).second) fail("value %u received twice", v);
+    }
+    for (Val v : sent)
+      if (!got.count(v)) fail("value %u was sent (send ok) but never received, and no channel holds it", v);
+    for (const auto& [v, g] : got)
+      if (!sent.count(v)) fail("value %u was received, but its sender did not report it sent", v);
+    // Per-sender FIFO per channel: u sent before v by one sender on one
+    // channel (ids grow in each sender's program order) cannot be received
+    // by an operation that began after the one receiving v had returned.
+    for (auto i = got.begin(); i != got.end(); ++i)
+      for (auto j = std::next(i); j != got.end(); ++j) {
+        const auto& [u, gu] = *i;
+        const auto& [v, gv] = *j;
+        if (origin_[u].who == origin_[v].who && gu.ch == gv.ch && gv.t1 < gu.t0)
+          fail("c%d: %s sent %u before %u, but %u was received before %u was", gu.ch,
+               origin_[u].who < 0 ? "the driver" : ("actor " + std::to_string(origin_[u].who)).c_str(), u, v, v, u);
+      }
   }
 
   void end_step() {
@@ -907,7 +1176,14 @@ class Interp {
   }
 
   Reader in_;
+  bool loose_;
   std::shared_ptr<World<T>> w_;
+  bool closed_[kMaxChans] = {};  // loose: closed by the driver
+  struct Origin {
+    int who = -2;  // the sending actor, -1: the driver
+    int ch = -1;
+  };
+  std::map<Val, Origin> origin_;  // loose: every value offered
   std::vector<weft::Chan<T>> ch_;
   std::vector<MChan> m_;
   MActor act_[kActors];
@@ -919,26 +1195,44 @@ class Interp {
   int step_ = 0, sleeps_ = 0;
 };
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  if (size == 0) return 0;
+// One input in one mode: strict (one worker, the exact model) or loose (two
+// workers, the scheduling-independent checks).
+void run_input(const std::uint8_t* data, std::size_t size, bool loose) {
   Reader in{data + 1, size - 1};
   bool move_only = data[0] % 2 == 1;
   weft::run(
       [&] {
-        if (move_only) Interp<std::unique_ptr<int>>(in).run();
-        else Interp<int>(in).run();
+        if (move_only) Interp<std::unique_ptr<int>>(in, loose).run();
+        else Interp<int>(in, loose).run();
       },
-      {.workers = 1, .spare_workers = 0});  // never a second thread running fibers
+      {.workers = loose ? 2u : 1u, .spare_workers = 0});  // strict: never a second thread running fibers
+}
+
+}  // namespace
+
+namespace {
+unsigned long g_runs[2];  // inputs run per mode, printed at exit (./dev shows both were exercised)
+void print_runs() { std::fprintf(stderr, "chan_fuzz: %lu strict and %lu loose runs\n", g_runs[0], g_runs[1]); }
+}  // namespace
+
+// The fuzzer: byte 0's bit 1 picks the mode.
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  bool loose = (data[0] & 2) != 0;
+  if (g_runs[0] + g_runs[1] == 0) std::atexit(print_runs);
+  g_runs[loose]++;
+  run_input(data, size, loose);
   return 0;
 }
 
 #ifndef WEFT_LIBFUZZER
 // Replays inputs without libFuzzer: every file of each directory argument
-// (in name order), or the file itself.
+// (in name order), or the file itself, in both modes whatever byte 0 says
+// (CHAN_FUZZ_MODE=strict or loose: one of them).
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
+  const char* m = std::getenv("CHAN_FUZZ_MODE");
+  std::string mode = m && *m ? m : "both";
   std::vector<fs::path> files;
   for (int i = 1; i < argc; i++) {
     if (fs::is_directory(argv[i])) {
@@ -960,10 +1254,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "chan_fuzz: cannot read %s\n", p.c_str());
       return 2;
     }
-    if (std::getenv("CHAN_FUZZ_TRACE")) std::fprintf(stderr, "== %s\n", p.c_str());
-    LLVMFuzzerTestOneInput(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+    if (bytes.empty()) continue;
+    const auto* d = reinterpret_cast<const std::uint8_t*>(bytes.data());
+    for (bool loose : {false, true}) {
+      if ((loose && mode == "strict") || (!loose && mode == "loose")) continue;
+      if (std::getenv("CHAN_FUZZ_TRACE")) std::fprintf(stderr, "== %s (%s)\n", p.c_str(), loose ? "loose" : "strict");
+      run_input(d, bytes.size(), loose);
+    }
   }
-  std::printf("chan_fuzz: replayed %zu inputs\n", files.size());
+  std::printf("chan_fuzz: replayed %zu inputs (%s)\n", files.size(), mode.c_str());
   return 0;
 }
 #endif

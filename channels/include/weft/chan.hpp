@@ -9,9 +9,13 @@
 // Values: T travels by move only, never by copy, so T may be move-only. An
 // unbuffered send moves the value once, straight from the sender's argument
 // into the receiver's std::optional<T>; a buffered one moves it into the
-// ring and out again. T's move constructor must not throw (a half-moved
-// value under the channel lock has no sane recovery: the process
-// terminates, as with any exception escaping a noexcept function).
+// ring and out again. T's move constructor must be noexcept, checked at
+// compile time (static_assert in Chan): values move under the channel lock
+// and inside a waker's hand-off to a parked fiber, where an exception has
+// no sane recovery (the sender's value half-moved, the receiver already
+// dequeued), and the moves are noexcept wrappers, so a throwing move would
+// terminate the process. A T whose move may throw (libstdc++'s std::deque,
+// say) travels as std::unique_ptr<T>.
 //
 // Waiters (detail::ChanWaiter, detail::WaitCtx) live on the parked fiber's
 // stack; nothing is allocated per operation. Their fields are documented in
@@ -110,6 +114,9 @@ class Chan {
   static_assert(std::is_object_v<T> && !std::is_const_v<T> && !std::is_array_v<T>,
                 "weft::Chan<T>: T must be a non-const object type");
   static_assert(std::is_move_constructible_v<T>, "weft::Chan<T>: T must be move-constructible");
+  static_assert(std::is_nothrow_move_constructible_v<T>,
+                "weft::Chan<T>: T's move constructor (and destructor) must be noexcept: values move under the "
+                "channel lock, where an exception cannot be recovered; send a std::unique_ptr<T> instead");
 
  public:
   using value_type = T;

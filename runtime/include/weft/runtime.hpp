@@ -71,6 +71,11 @@ struct Named {
 // values that keep moving.
 struct Stats {
   std::uint64_t fibers_live = 0, fibers_spawned = 0;
+  // Live fibers switched out in a park and not yet woken (neither running,
+  // nor runnable, nor in a yield). fibers_parked + 1 == fibers_live, read
+  // on a one-worker runtime, means: every fiber but the caller is parked and
+  // nothing is runnable (tests use it to wait for quiescence).
+  std::uint64_t fibers_parked = 0;
   std::uint64_t switches = 0, steals = 0, parks = 0, polls = 0;
   std::uint64_t budget_yields = 0;   // yields forced by the cooperative budget
   std::uint64_t stuck_reports = 0;   // fibers the monitor reported for hogging a worker
