@@ -106,12 +106,12 @@ static bool park_on(ChanCore* c, WaitQ& q, void* data, WaitKind kind) {
 
 void chan_send(ChanCore* c, void* src) {
   if (!c) park_forever(WaitKind::ChanSend);
-  rt::Parker wake;
+  rt::DeferredWake wake;
   c->lock.lock();
   switch (send_locked(c, src, &wake)) {
     case Ready::Done:
       c->lock.unlock();
-      if (wake.sync) rt::unpark(wake);
+      wake.fire();
       rt::spend_budget();  // completed without parking (park.hpp: the budget)
       return;
     case Ready::Closed:
@@ -125,12 +125,12 @@ void chan_send(ChanCore* c, void* src) {
 
 bool chan_recv(ChanCore* c, void* out) {
   if (!c) park_forever(WaitKind::ChanRecv);
-  rt::Parker wake;
+  rt::DeferredWake wake;
   c->lock.lock();
   switch (recv_locked(c, out, &wake)) {
     case Ready::Done:
       c->lock.unlock();
-      if (wake.sync) rt::unpark(wake);
+      wake.fire();
       rt::spend_budget();
       return true;
     case Ready::Closed:
@@ -159,12 +159,12 @@ bool chan_try_send(ChanCore* c, void* src) {
                                : c->count.load(std::memory_order_acquire) == c->cap;
   rt::spend_budget();  // a loop of try_send must not starve the worker either
   if (not_ready && !c->closed.load(std::memory_order_relaxed)) return false;
-  rt::Parker wake;
+  rt::DeferredWake wake;
   c->lock.lock();
   Ready r = send_locked(c, src, &wake);
   c->lock.unlock();
   if (r == Ready::Closed) throw_closed("weft: send on closed channel");
-  if (wake.sync) rt::unpark(wake);
+  wake.fire();
   return r == Ready::Done;
 }
 
@@ -181,11 +181,11 @@ bool chan_try_recv(ChanCore* c, void* out) noexcept {
   rt::spend_budget();
   bool empty = c->cap == 0 ? c->sendq.empty_relaxed() : c->count.load(std::memory_order_relaxed) == 0;
   if (empty) return false;
-  rt::Parker wake;
+  rt::DeferredWake wake;
   c->lock.lock();
   Ready r = recv_locked(c, out, &wake);
   c->lock.unlock();
-  if (wake.sync) rt::unpark(wake);
+  wake.fire();
   return r == Ready::Done;
 }
 

@@ -175,8 +175,10 @@ enum class Ready : std::uint8_t { No, Done, Closed };
 // With c->lock held: completes a receive into `out` (a std::optional<T>) now
 // if it can. Done: a value was received; Closed: closed and drained (out
 // untouched); No: would block. *wake gets the parker to unpark after the
-// unlock (left alone if none).
-inline Ready recv_locked(ChanCore* c, void* out, rt::Parker* wake) noexcept {
+// unlock (left alone if none; rt::DeferredWake pins the parked fiber's
+// runtime when we are outside it, so a shutdown racing our late unpark
+// cannot free the sync word it reads).
+inline Ready recv_locked(ChanCore* c, void* out, rt::DeferredWake* wake) noexcept {
   if (ChanWaiter* w = c->sendq.dequeue()) {
     const ElemOps* ops = c->ops;
     if (c->cap == 0) {
@@ -192,7 +194,7 @@ inline Ready recv_locked(ChanCore* c, void* out, rt::Parker* wake) noexcept {
       c->sendx = c->recvx;
     }
     w->ctx->ok = true;
-    *wake = w->ctx->parker;
+    wake->set(w->ctx->parker);
     return Ready::Done;
   }
   std::size_t n = c->count.load(std::memory_order_relaxed);
@@ -211,12 +213,12 @@ inline Ready recv_locked(ChanCore* c, void* out, rt::Parker* wake) noexcept {
 
 // With c->lock held: completes a send of `src` (a T) now if it can. Closed:
 // the channel is closed (the caller throws ChanClosed after unlocking).
-inline Ready send_locked(ChanCore* c, void* src, rt::Parker* wake) noexcept {
+inline Ready send_locked(ChanCore* c, void* src, rt::DeferredWake* wake) noexcept {
   if (c->closed.load(std::memory_order_relaxed)) return Ready::Closed;
   if (ChanWaiter* w = c->recvq.dequeue()) {
     c->ops->to_out(w->data, src);  // straight to the receiver
     w->ctx->ok = true;
-    *wake = w->ctx->parker;
+    wake->set(w->ctx->parker);
     return Ready::Done;
   }
   std::size_t n = c->count.load(std::memory_order_relaxed);

@@ -161,12 +161,12 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
                  (w.kind == ChanWaiter::Recv ? !c->sendq.empty_relaxed() || cnt > 0
                                              : !c->recvq.empty_relaxed() || cnt < c->cap);
     if (!maybe) continue;
-    rt::Parker wake;
+    rt::DeferredWake wake;
     c->lock.lock();
     Ready r = w.kind == ChanWaiter::Recv ? recv_locked(c, w.data, &wake) : send_locked(c, w.data, &wake);
     c->lock.unlock();
     if (r == Ready::No) continue;
-    if (wake.sync) rt::unpark(wake);
+    wake.fire();
     if (r == Ready::Closed && w.kind == ChanWaiter::Send) throw_closed("weft: send on closed channel");
     rt::spend_budget();  // ready without parking (park.hpp: the budget)
     return {SelectResult::Chan, r == Ready::Done, w.index};
@@ -181,11 +181,11 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
       return {SelectResult::Timeout, false, 0};
     }
     ChanWaiter& w = ws[i];
-    rt::Parker wake;
+    rt::DeferredWake wake;
     Ready r = w.kind == ChanWaiter::Recv ? recv_locked(w.core, w.data, &wake) : send_locked(w.core, w.data, &wake);
     if (r == Ready::No) continue;
     locks.unlock();
-    if (wake.sync) rt::unpark(wake);
+    wake.fire();
     if (r == Ready::Closed && w.kind == ChanWaiter::Send) throw_closed("weft: send on closed channel");
     rt::spend_budget();  // ready without parking (park.hpp: the budget)
     return {SelectResult::Chan, r == Ready::Done, w.index};
