@@ -36,6 +36,7 @@
 #include <boost/context/detail/fcontext.hpp>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include <weft/park.hpp>
@@ -56,9 +57,9 @@ inline constexpr std::uint64_t kLive = 64;    // the slot holds a fiber
 inline constexpr int kGenShift = 8;
 
 struct Fiber {
+  Runtime* rt = nullptr;            // first: park.hpp's runtime_of reads it
   bctx::fcontext_t ctx = nullptr;   // saved context while switched out
   Fiber* next = nullptr;            // intrusive link for the global queue
-  Runtime* rt = nullptr;
   std::atomic<std::uint64_t>* sync = nullptr;
   std::uint64_t gen = 0;            // current park generation (owner only)
   std::uint64_t id = 0;
@@ -83,6 +84,8 @@ struct Fiber {
   SpawnSite site = SpawnSite::none();
   char name[32] = {};
 };
+
+static_assert(offsetof(Fiber, rt) == 0, "park.hpp's runtime_of reads the runtime at offset 0");
 
 // The control block sits at the top of the slot, 64-byte aligned.
 inline constexpr std::size_t kFiberBlock = (sizeof(Fiber) + 63) / 64 * 64;

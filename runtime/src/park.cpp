@@ -149,26 +149,14 @@ bool unpark(Parker p, WakeReason reason) noexcept {
   return true;
 }
 
-void DeferredWake::set(Parker p) noexcept {
-  p_ = p;
-  pin_ = nullptr;
-  // A plain thread's block (rt == nullptr) is immortal; a fiber's runtime
-  // needs a pin unless we run on one of its workers. The fiber's fields are
-  // stable: it is parked (or parking) and cannot finish under our lock.
-  Runtime* r = p.fiber ? p.fiber->rt : nullptr;
-  if (!r) return;
-  Worker* w = current_worker();
-  if (w && w->rt == r) return;
-  r->ext_inflight.fetch_add(1, std::memory_order_acq_rel);
-  pin_ = r;
+void DeferredWake::pin() noexcept {
+  static_cast<Runtime*>(const_cast<void*>(runtime_of(p_.fiber)))->ext_inflight.fetch_add(1, std::memory_order_acq_rel);
+  pinned_ = true;
 }
 
-void DeferredWake::fire_slow() noexcept {
-  WEFT_CHAOS_POINT();  // the window between the waker's unlock and its unpark
-  Parker p = p_;
-  p_ = Parker{};
-  unpark(p);
-  if (pin_) static_cast<Runtime*>(std::exchange(pin_, nullptr))->ext_inflight.fetch_sub(1, std::memory_order_release);
+void DeferredWake::unpin() noexcept {
+  pinned_ = false;
+  static_cast<Runtime*>(const_cast<void*>(runtime_of(p_.fiber)))->ext_inflight.fetch_sub(1, std::memory_order_release);
 }
 
 bool can_spin() noexcept {

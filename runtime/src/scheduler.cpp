@@ -416,6 +416,7 @@ Runtime::Runtime(const Options& o)
   for (unsigned i = 0; i < nworkers + o.spare_workers; i++) {
     auto w = std::make_unique<Worker>();
     w->rt = this;
+    w->runtime = this;
     w->index = i;
     // A lone worker pops without a CAS; the monitor rescues its fibers if
     // it gets stuck. Workers of a larger runtime, and spares, are stolen from.

@@ -5,6 +5,8 @@
 // ratios: sleeps only widen the windows the cases aim at (a peer acting
 // while the weft side is parked), and the one CPU bound is a resource bound.
 #include <gtest/gtest.h>
+
+#include "net_util.hpp"
 #include <weft/weft.hpp>
 
 #include <arpa/inet.h>
@@ -27,9 +29,6 @@
 #include <thread>
 #include <vector>
 
-#ifndef WEFT_STRESS_SCALE
-#define WEFT_STRESS_SCALE 100
-#endif
 
 using namespace std::chrono_literals;
 using weft::Clock;
@@ -78,14 +77,7 @@ std::string raw_recv(int fd, std::size_t n) {
   return out;
 }
 
-std::size_t open_fds() {
-  std::size_t n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (::readdir(d)) n++;
-    ::closedir(d);
-  }
-  return n;
-}
+using net_test::open_fds;
 
 std::string pattern(std::size_t n) {
   std::string s(n, '\0');
@@ -93,10 +85,7 @@ std::string pattern(std::size_t n) {
   return s;
 }
 
-class Fault : public ::testing::TestWithParam<unsigned> {
- protected:
-  weft::Options opts() const { return {.workers = GetParam()}; }
-};
+class Fault : public net_test::WorkersParam {};
 
 // The peer resets while the weft side is parked in read: ECONNRESET.
 TEST_P(Fault, PeerResetWhileReading) {

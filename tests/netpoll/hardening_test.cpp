@@ -5,6 +5,8 @@
 // build fails instead of hanging (the hang-prone cases run in a child with
 // alarm()). Verdicts never depend on timing: sleeps only widen windows.
 #include <gtest/gtest.h>
+
+#include "net_util.hpp"
 #include <weft/weft.hpp>
 
 #include <arpa/inet.h>
@@ -34,14 +36,7 @@ using weft::net::TcpStream;
 
 namespace {
 
-std::size_t open_fds() {
-  std::size_t n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (::readdir(d)) n++;
-    ::closedir(d);
-  }
-  return n;
-}
+using net_test::open_fds;
 
 // f() must throw SocketClosed with errc::bad_file_descriptor.
 template <class F>
@@ -83,10 +78,7 @@ void expect_carries(TcpStream& a, TcpStream& b, const std::string& msg) {
   EXPECT_EQ(got, msg);
 }
 
-class Hardening : public ::testing::TestWithParam<unsigned> {
- protected:
-  weft::Options opts() const { return {.workers = GetParam()}; }
-};
+class Hardening : public net_test::WorkersParam {};
 
 // Regression: a call on a closed socket corrupted the descriptor pool.
 // Interleaving (one fiber is enough): a.close() found no call in flight, so

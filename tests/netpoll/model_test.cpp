@@ -16,6 +16,8 @@
 // Size scales with WEFT_STRESS_SCALE; WEFT_MODEL_SEED=<n> runs one seed.
 // A failure prints the seed and the worker count.
 #include <gtest/gtest.h>
+
+#include "net_util.hpp"
 #include <weft/weft.hpp>
 
 #include <dirent.h>
@@ -34,9 +36,6 @@
 #include <thread>
 #include <vector>
 
-#ifndef WEFT_STRESS_SCALE
-#define WEFT_STRESS_SCALE 100
-#endif
 
 using namespace std::chrono_literals;
 using weft::Clock;
@@ -46,16 +45,9 @@ using weft::net::TcpStream;
 
 namespace {
 
-int scaled(int n, int floor = 1) { return std::max(floor, n * WEFT_STRESS_SCALE / 100); }
+using net_test::scaled;
 
-std::size_t open_fds() {
-  std::size_t n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (::readdir(d)) n++;
-    ::closedir(d);
-  }
-  return n;
-}
+using net_test::open_fds;
 
 // Byte `off` of connection `id`'s stream: 4 bytes of id, then a pattern of
 // (id, offset) that differs between ids at almost every offset.

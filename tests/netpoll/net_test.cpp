@@ -2,6 +2,8 @@
 // time; no timing ratios (deadline tests assert "not before", and generous
 // upper bounds only to turn a hang into a failure).
 #include <gtest/gtest.h>
+
+#include "net_util.hpp"
 #include <weft/weft.hpp>
 
 #include <fcntl.h>
@@ -20,9 +22,6 @@
 #include <string>
 #include <vector>
 
-#ifndef WEFT_STRESS_SCALE
-#define WEFT_STRESS_SCALE 100
-#endif
 
 using namespace std::chrono_literals;
 using weft::Clock;
@@ -32,7 +31,7 @@ using weft::net::UdpSocket;
 
 namespace {
 
-int scaled(int n, int floor = 1) { return std::max(floor, n * WEFT_STRESS_SCALE / 100); }
+using net_test::scaled;
 
 std::string read_all(TcpStream& c) {
   std::string out;
@@ -207,15 +206,9 @@ TEST_P(Net, ConnectTimeoutAgainstAFullBacklog) {
   // full the kernel drops further SYNs, so connect hangs (on loopback).
   weft::run(
       [] {
-        int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-        ASSERT_EQ(::listen(lfd, 0), 0);
-        socklen_t len = sizeof sa;
-        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
-        std::string addr = std::string("127.0.0.1:").append(std::to_string(ntohs(sa.sin_port)));
+        auto raw = net_test::full_backlog_listener();
+        int lfd = raw.fd;
+        std::string addr = raw.addr;
         std::vector<TcpStream> fill;
         bool timed_out = false;
         for (int i = 0; i < 16 && !timed_out; i++) {

@@ -8,6 +8,8 @@
 // headers (poller.hpp, addr.hpp) are used for the backend and the deadline
 // split.
 #include <gtest/gtest.h>
+
+#include "net_util.hpp"
 #include <weft/weft.hpp>
 
 #include <arpa/inet.h>
@@ -198,15 +200,9 @@ TEST(NetSys, PollerEintrIsRetried) {
 TEST(NetSys, ConnectInterruptedIsInProgress) {
   weft::run(
       [] {
-        int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-        ASSERT_EQ(::listen(lfd, 0), 0);
-        socklen_t len = sizeof sa;
-        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
-        std::string addr = std::string("127.0.0.1:").append(std::to_string(ntohs(sa.sin_port)));
+        auto raw = net_test::full_backlog_listener();
+        int lfd = raw.fd;
+        std::string addr = raw.addr;
         std::vector<TcpStream> fill;
         bool full = false;
         for (int i = 0; i < 16 && !full; i++) {

@@ -93,6 +93,11 @@ struct Parker {
   std::uint64_t token = 0;
 };
 
+// The runtime a fiber belongs to (nullptr: a plain thread's parking block).
+// The control block's first member (fiber.hpp asserts it), read here so that
+// hot paths need not call into the runtime.
+inline const void* runtime_of(const Fiber* f) noexcept { return *reinterpret_cast<const void* const*>(f); }
+
 // Opens a new park generation for the current fiber and records what it waits
 // on. Must be called on a fiber. Publish the result, then call park().
 Parker prepare_park(WaitKind kind, const void* object) noexcept;
@@ -133,16 +138,22 @@ class DeferredWake {
   DeferredWake(const DeferredWake&) = delete;
   DeferredWake& operator=(const DeferredWake&) = delete;
   ~DeferredWake() { fire(); }
-  void set(Parker p) noexcept;  // with the waker's lock held
+  inline void set(Parker p) noexcept;  // with the waker's lock held
   bool pending() const noexcept { return p_.sync != nullptr; }
   void fire() noexcept {
-    if (p_.sync) fire_slow();
+    if (!p_.sync) return;
+    WEFT_CHAOS_POINT();  // the window between the waker's unlock and its unpark
+    Parker p = p_;
+    p_.sync = nullptr;
+    unpark(p);
+    if (pinned_) unpin();
   }
 
  private:
-  void fire_slow() noexcept;
+  void pin() noexcept;    // counts the wake in the fiber runtime's in-flight wakes
+  void unpin() noexcept;
   Parker p_;
-  void* pin_ = nullptr;
+  bool pinned_ = false;
 };
 
 // The current fiber, or nullptr on a plain thread.
@@ -168,6 +179,7 @@ void set_wait_describer(WaitKind kind, WaitDescriber fn) noexcept;
 // operation, with no lock held. Never throws.
 struct WorkerBase {
   std::int32_t budget = 0;
+  const void* runtime = nullptr;  // the worker's runtime (set once)
 };
 inline constexpr std::int32_t kBudget = 128;
 void budget_exhausted() noexcept;
@@ -195,6 +207,18 @@ inline WorkerBase* current_worker_base() noexcept {
   asm volatile("" : "+r"(w));  // not cached across a switch
   return w;
 #endif
+}
+
+// A plain thread's block (runtime == nullptr) is immortal; a fiber's runtime
+// needs a pin unless we run on one of its workers. The parker's fields were
+// published under the waker's lock, and the fiber cannot finish under it.
+inline void DeferredWake::set(Parker p) noexcept {
+  p_ = p;
+  pinned_ = false;
+  const void* r = runtime_of(p.fiber);
+  if (!r) return;
+  WorkerBase* w = current_worker_base();
+  if (!w || w->runtime != r) pin();
 }
 
 inline void spend_budget() noexcept {

@@ -1,0 +1,61 @@
+// net_util.hpp: helpers shared by the netpoll test suites.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+
+#include <weft/weft.hpp>
+
+#ifndef WEFT_STRESS_SCALE
+#define WEFT_STRESS_SCALE 100
+#endif
+
+namespace net_test {
+
+// n scaled by -Dstress_scale (percent), at least `floor`.
+inline int scaled(int n, int floor = 1) { return std::max(floor, n * WEFT_STRESS_SCALE / 100); }
+
+// Descriptors open in this process (a leak check: compare before and after).
+inline std::size_t open_fds() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d)) n++;
+    ::closedir(d);
+  }
+  return n;
+}
+
+// A plain (blocking, not weft's) listening socket on 127.0.0.1 with a
+// backlog of 0 that nobody accepts from: connects to it soon stop
+// completing. Returns its fd and "127.0.0.1:port"; the caller closes fd.
+struct RawListener {
+  int fd;
+  std::string addr;
+};
+inline RawListener full_backlog_listener() {
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  EXPECT_EQ(::listen(lfd, 0), 0);
+  socklen_t len = sizeof sa;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
+  return {lfd, std::string("127.0.0.1:").append(std::to_string(ntohs(sa.sin_port)))};
+}
+
+// Parameterised over worker counts.
+class WorkersParam : public ::testing::TestWithParam<unsigned> {
+ protected:
+  weft::Options opts() const { return {.workers = GetParam()}; }
+};
+
+}  // namespace net_test
