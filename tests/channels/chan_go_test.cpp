@@ -366,7 +366,8 @@ TEST_P(GoChan, ParkedReceiversServedFifo) {
 // every item processed once, results summed.
 TEST_P(GoChan, MultiConsumer) {
   weft::run([] {
-    const int nwork = 23, niter = static_cast<int>(chantest::scaled(27100, 2000));
+    const int nwork = 23;
+    int niter = static_cast<int>(chantest::scaled(27100, 2000));
     Chan<int> q(nwork * 3), r(nwork * 3);
     weft::WaitGroup wg;
     for (int i = 0; i < nwork; i++) {

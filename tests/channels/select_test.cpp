@@ -248,7 +248,7 @@ TEST_P(Select, UniformAmongReadyCases) {
 // timer: none is left on any worker's heap afterwards, and memory stays flat.
 TEST_P(Select, AbandonedTimersLeaveNothingBehind) {
   weft::run([] {
-    const int N = static_cast<int>(chantest::scaled(1000000, 20000));
+    int N = static_cast<int>(chantest::scaled(1000000, 20000));
     Chan<int> ping(0), pong(0);
     auto h = weft::go([ping, pong, N] {
       for (int i = 0; i < N; i++) {
