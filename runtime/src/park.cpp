@@ -80,7 +80,7 @@ Parker prepare_park(WaitKind kind, const void* object) noexcept {
   return Parker{f, f->sync, f->gen};
 }
 
-WakeReason park(Parker p) noexcept {
+WakeReason park(const Parker& p) noexcept {
   Fiber* f = p.fiber;
   if (f->is_thread) {
     while (f->thread_wake.load(std::memory_order_acquire) == 0) futex_wait(&f->thread_wake, 0, kNoDeadline);
@@ -103,7 +103,7 @@ WakeReason park(Parker p) noexcept {
   return reason_of(v);
 }
 
-WakeReason park_until(Parker p, Clock::time_point deadline) noexcept {
+WakeReason park_until(const Parker& p, Clock::time_point deadline) noexcept {
   if (deadline == Clock::time_point::max()) return park(p);
   Fiber* f = p.fiber;
   if (!f->is_thread) {
@@ -125,7 +125,10 @@ WakeReason park_until(Parker p, Clock::time_point deadline) noexcept {
   return reason_of(f->sync->load(std::memory_order_acquire));
 }
 
-bool unpark(Parker p, WakeReason reason) noexcept {
+bool unpark(const Parker& pr, WakeReason reason) noexcept {
+  // Copied first: pr may live in the woken fiber's waiter record, which is
+  // not ours to read once the claim below lets that fiber run.
+  const Parker p = pr;
   if (!p.sync) return false;
   std::uint64_t v = p.sync->load(std::memory_order_acquire);
   for (;;) {
@@ -149,14 +152,14 @@ bool unpark(Parker p, WakeReason reason) noexcept {
   return true;
 }
 
-void DeferredWake::pin() noexcept {
-  static_cast<Runtime*>(const_cast<void*>(runtime_of(p_.fiber)))->ext_inflight.fetch_add(1, std::memory_order_acq_rel);
-  pinned_ = true;
+void DeferredWake::pin(const void* runtime) noexcept {
+  static_cast<Runtime*>(const_cast<void*>(runtime))->ext_inflight.fetch_add(1, std::memory_order_acq_rel);
+  pin_ = runtime;
 }
 
 void DeferredWake::unpin() noexcept {
-  pinned_ = false;
-  static_cast<Runtime*>(const_cast<void*>(runtime_of(p_.fiber)))->ext_inflight.fetch_sub(1, std::memory_order_release);
+  auto* r = static_cast<Runtime*>(const_cast<void*>(std::exchange(pin_, nullptr)));
+  r->ext_inflight.fetch_sub(1, std::memory_order_release);
 }
 
 bool can_spin() noexcept {

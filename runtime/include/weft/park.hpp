@@ -104,16 +104,18 @@ Parker prepare_park(WaitKind kind, const void* object) noexcept;
 
 // Switches the current fiber out until some unpark(p) wins the claim, and
 // returns the winner's reason. Returns at once if a waker already won.
-WakeReason park(Parker p) noexcept;
+WakeReason park(const Parker& p) noexcept;
 
 // As park(), but also wakes with WakeReason::Timeout once `deadline` has
 // passed (a runtime timer on fibers, a futex timeout on plain threads).
-WakeReason park_until(Parker p, Clock::time_point deadline) noexcept;
+WakeReason park_until(const Parker& p, Clock::time_point deadline) noexcept;
 
 // Wakes the fiber of p if p is still its current park and nobody else won it.
 // Callable from any thread, including plain threads outside the runtime.
 // Returns true when this call won the claim.
-bool unpark(Parker p, WakeReason reason = WakeReason::Event) noexcept;
+// p is read before the claim only, so it may be the Parker inside the
+// woken fiber's own waiter record (by reference: no copy on the hot path).
+bool unpark(const Parker& p, WakeReason reason = WakeReason::Event) noexcept;
 
 // True when a fiber waiting for a lock may spin briefly instead of parking:
 // on a fiber of a runtime with more than one worker and nothing else queued
@@ -143,17 +145,16 @@ class DeferredWake {
   void fire() noexcept {
     if (!p_.sync) return;
     WEFT_CHAOS_POINT();  // the window between the waker's unlock and its unpark
-    Parker p = p_;
+    unpark(p_);
     p_.sync = nullptr;
-    unpark(p);
-    if (pinned_) unpin();
+    if (pin_) unpin();
   }
 
  private:
-  void pin() noexcept;    // counts the wake in the fiber runtime's in-flight wakes
+  void pin(const void* runtime) noexcept;  // counts the wake in that runtime's in-flight wakes
   void unpin() noexcept;
   Parker p_;
-  bool pinned_ = false;
+  const void* pin_ = nullptr;  // the pinned runtime
 };
 
 // The current fiber, or nullptr on a plain thread.
@@ -214,11 +215,10 @@ inline WorkerBase* current_worker_base() noexcept {
 // published under the waker's lock, and the fiber cannot finish under it.
 inline void DeferredWake::set(Parker p) noexcept {
   p_ = p;
-  pinned_ = false;
   const void* r = runtime_of(p.fiber);
   if (!r) return;
   WorkerBase* w = current_worker_base();
-  if (!w || w->runtime != r) pin();
+  if (!w || w->runtime != r) pin(r);
 }
 
 inline void spend_budget() noexcept {
