@@ -314,6 +314,7 @@ void join_finish(JoinStateBase* s) noexcept {
   if (cur == JoinStateBase::kJoinerWaiting) {
     unpark(s->joiner);
     s->state.store(JoinStateBase::kDone, std::memory_order_release);
+    WEFT_CHAOS_POINT();  // the woken joiner may let go of the state before we do
   }
   if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     if (s->error) panic(s->error, s->fiber_id);  // the handle was dropped without join

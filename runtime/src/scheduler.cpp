@@ -71,7 +71,7 @@ namespace weft::rt {
 // touches the runtime, so it is safe on any stack and inside any window.
 [[gnu::noinline]] void chaos_point() noexcept {
   thread_local std::uint64_t s = 0;
-  if (s == 0) s = (static_cast<std::uint64_t>(syscall(SYS_gettid)) << 32) ^ static_cast<std::uint64_t>(to_ns(Clock::now())) | 1;
+  if (s == 0) s = ((static_cast<std::uint64_t>(syscall(SYS_gettid)) << 32) ^ static_cast<std::uint64_t>(to_ns(Clock::now()))) | 1;
   s ^= s << 13;
   s ^= s >> 7;
   s ^= s << 17;

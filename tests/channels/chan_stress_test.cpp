@@ -46,7 +46,7 @@ void check_exactly_once(const std::vector<std::vector<std::uint32_t>>& got, std:
 
 TEST_P(ChanStress, ProducersConsumersExactlyOnce) {
   const StressParam p = GetParam();
-  const std::size_t per = chantest::scaled(1000000, 1000);
+  static constexpr std::size_t per = chantest::scaled(1000000, 1000);
   std::vector<std::vector<std::uint32_t>> got(kConsumers);
   weft::run([&] {
     Chan<std::uint32_t> ch(p.cap);
@@ -60,7 +60,7 @@ TEST_P(ChanStress, ProducersConsumersExactlyOnce) {
     }
     for (int i = 0; i < kProducers; i++) {
       prod.add();
-      weft::spawn([ch, i, per, &prod] {
+      weft::spawn([ch, i, &prod] {
         for (std::size_t s = 0; s < per; s++) ch.send(static_cast<std::uint32_t>(s * kProducers + i));
         prod.done();
       });
@@ -77,7 +77,7 @@ TEST_P(ChanStress, ProducersConsumersExactlyOnce) {
 // not checked here), with one consumer using a non-blocking poll.
 TEST_P(ChanStress, SelectProducersConsumersExactlyOnce) {
   const StressParam p = GetParam();
-  const std::size_t per = chantest::scaled(200000, 500);
+  static constexpr std::size_t per = chantest::scaled(200000, 500);
   std::vector<std::uint8_t> seen(per * kProducers, 0);
   std::atomic<std::size_t> dups{0}, total{0};
   weft::run([&] {
@@ -115,7 +115,7 @@ TEST_P(ChanStress, SelectProducersConsumersExactlyOnce) {
     }
     for (int i = 0; i < kProducers; i++) {
       prod.add();
-      weft::spawn([a, b, i, per, &prod] {
+      weft::spawn([a, b, i, &prod] {
         for (std::size_t s = 0; s < per; s++) select(send(a, static_cast<std::uint32_t>(s * kProducers + i)),
                                                      send(b, static_cast<std::uint32_t>(s * kProducers + i)));
         prod.done();

@@ -202,4 +202,40 @@ TEST_F(Edge, ShutdownUnwindsAParkedFiberWhileOthersChurn) {
   }
 }
 
+// Found by CI (TSan, Fiber.JoinRethrowsException, 1 run in ~40): a fiber
+// ending with an exception unparks its parked joiner, then drops its
+// reference to the join state. The joiner, woken on the other worker,
+// rethrew the exception and dropped its reference first; the fiber's drop
+// was then the last one, found the exception still in the state and took
+// it for one nobody joined: "weft: panic: ... uncaught exception" although
+// join() had thrown it. join() now takes the exception out of the state
+// before letting go. This test replays exactly that order without a
+// scheduler: the fiber's state change (kDone), the joiner's whole join(),
+// then the fiber's last drop (join_finish), which must neither panic nor
+// leak (ASan).
+TEST(JoinState, JoinerLettingGoFirstDoesNotTurnAJoinedExceptionIntoAPanic) {
+  auto* st = new weft::detail::JoinState<int>();
+  st->error = std::make_exception_ptr(std::runtime_error("joined"));
+  st->state.store(weft::detail::JoinStateBase::kDone);  // the fiber ended ...
+  weft::JoinHandle<int> h(st);
+  EXPECT_THROW(h.join(), std::runtime_error);            // ... the joiner saw it, let go ...
+  weft::detail::join_finish(st);                         // ... then the fiber lets go, last
+}
+
+// The same race with a real scheduler, for the chaos build (its delay after
+// the joiner's unpark lets the woken joiner finish first): each joiner is
+// parked when its fiber throws, on two workers.
+TEST_F(Edge, JoinedExceptionNeverPanicsWhicheverSideLetsGoLast) {
+  weft::run([] {
+    const int rounds = static_cast<int>(scaled(200));
+    for (int i = 0; i < rounds; i++) {
+      auto h = weft::go([] {
+        weft::this_fiber::yield();
+        throw std::runtime_error("joined");
+      });
+      EXPECT_THROW(h.join(), std::runtime_error);
+    }
+  }, weft::Options{.workers = 2});
+}
+
 }  // namespace

@@ -97,7 +97,7 @@ TEST_F(Stack, TrimmedAfterBurst) {
   // few hot ones per worker stay committed), so RSS shrinks back. Checked
   // exactly on the burst's slots (mincore) and, roughly, on VmRSS.
   const int n = 1024;  // 64 MiB at the peak
-  weft::run([n] {
+  weft::run([] {
     long base = rss_bytes();
     weft::WaitGroup started, ended;
     weft::Mutex m;

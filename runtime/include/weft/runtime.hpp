@@ -113,6 +113,9 @@ struct FiberUnwind {};
 // Shared between a fiber and its JoinHandle. Two references: the fiber's and
 // the handle's; the last one to let go frees it (and, if the fiber's
 // exception was never observed, panics: an exception never disappears).
+// join() takes the exception out of `error` before it lets go, so an error
+// left there when the last reference goes is one nobody observed, whichever
+// side lets go last (the joiner may be woken and let go before the fiber).
 struct JoinStateBase {
   // kWaking: the fiber ended and is unparking the joiner; kDone follows.
   static constexpr std::uintptr_t kRunning = 0, kDone = 1, kJoinerWaiting = 2, kWaking = 3;
@@ -199,7 +202,10 @@ class JoinHandle {
       detail::JoinState<T>* s;
       ~Release() { detail::join_release(s); }
     } rel{std::exchange(st_, nullptr)};
-    if (rel.s->error) std::rethrow_exception(rel.s->error);
+    // Taken out before the release: the fiber may still hold its reference
+    // (it unparks us before dropping it) and, if it lets go last, it panics
+    // on an error still in the state ("nobody saw it").
+    if (auto e = std::exchange(rel.s->error, nullptr)) std::rethrow_exception(e);
     if (rel.s->cancelled) detail::throw_cancelled(rel.s->fiber_id);
     if constexpr (!std::is_void_v<T>) return std::move(*rel.s->value);
   }
