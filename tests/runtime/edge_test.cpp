@@ -222,20 +222,29 @@ TEST(JoinState, JoinerLettingGoFirstDoesNotTurnAJoinedExceptionIntoAPanic) {
   weft::detail::join_finish(st);                         // ... then the fiber lets go, last
 }
 
-// The same race with a real scheduler, for the chaos build (its delay after
-// the joiner's unpark lets the woken joiner finish first): each joiner is
-// parked when its fiber throws, on two workers.
+// The same race with a real scheduler. The joiner is a plain thread parked
+// in join(), so it wakes at once and races the fiber's last drop (a fiber
+// joiner is queued behind the dying fiber and only a monitor rescue lets it
+// run first: how CI met it). The chaos build delays the fiber right after
+// its unpark, where the joiner's drop must come first.
 TEST_F(Edge, JoinedExceptionNeverPanicsWhicheverSideLetsGoLast) {
-  weft::run([] {
-    const int rounds = static_cast<int>(scaled(200));
-    for (int i = 0; i < rounds; i++) {
-      auto h = weft::go([] {
-        weft::this_fiber::yield();
+  const int rounds = static_cast<int>(scaled(300));
+  for (int i = 0; i < rounds; i++) {
+    weft::JoinHandle<void> h;
+    std::atomic<bool> handed{false};
+    std::thread joiner([&] {
+      while (!handed.load(std::memory_order_acquire)) std::this_thread::yield();
+      EXPECT_THROW(h.join(), std::runtime_error);
+    });
+    weft::run([&] {
+      h = weft::go([] {
+        weft::this_fiber::sleep_for(100us);  // the joiner parks meanwhile
         throw std::runtime_error("joined");
       });
-      EXPECT_THROW(h.join(), std::runtime_error);
-    }
-  }, weft::Options{.workers = 2});
+      handed.store(true, std::memory_order_release);
+    }, weft::Options{.workers = 2});
+    joiner.join();
+  }
 }
 
 }  // namespace
