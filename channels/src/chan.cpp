@@ -44,7 +44,8 @@ void ChanLock::lock_slow() noexcept {
 void throw_closed(const char* what) { throw ChanClosed(what); }
 
 void park_forever(WaitKind kind) {
-  // Nothing can wake this park but the shutdown sweep (Cancel).
+  // Nothing can wake this park but a cancellation or the shutdown sweep.
+  rt::cancellation_point();
   for (;;)
     if (rt::park(rt::prepare_park(kind, nullptr)) == WakeReason::Cancel) rt::throw_unwind();
 }
@@ -93,18 +94,23 @@ static bool park_on(ChanCore* c, WaitQ& q, void* data, WaitKind kind) {
   c->lock.unlock();
   WakeReason r = rt::park(ctx.parker);
   if (r != WakeReason::Event) {
-    // Only Cancel can get here (no timer is armed): withdraw if nobody
-    // completed us meanwhile, then unwind. A value already moved into a
-    // receiver's optional is destroyed by the unwinding.
+    // Only Cancel can get here (no timer is armed): withdraw and throw if
+    // nobody completed us meanwhile. If a peer did (it dequeued us and
+    // moved the value, and its unpark lost the claim to our Cancel), the
+    // operation happened: report it, and the next cancellation point
+    // throws. So a cancelled send delivered nothing, a cancelled recv
+    // consumed nothing, and no value is lost.
     c->lock.lock();
-    if (w.queued) q.remove(&w);
+    bool withdrawn = w.queued;
+    if (withdrawn) q.remove(&w);
     c->lock.unlock();
-    rt::throw_unwind();
+    if (withdrawn || rt::shutting_down()) rt::throw_unwind();  // at shutdown: unwind regardless
   }
   return ctx.ok;
 }
 
 void chan_send(ChanCore* c, void* src) {
+  rt::cancellation_point();
   if (!c) park_forever(WaitKind::ChanSend);
   rt::DeferredWake wake;
   c->lock.lock();
@@ -124,6 +130,7 @@ void chan_send(ChanCore* c, void* src) {
 }
 
 bool chan_recv(ChanCore* c, void* out) {
+  rt::cancellation_point();
   if (!c) park_forever(WaitKind::ChanRecv);
   rt::DeferredWake wake;
   c->lock.lock();

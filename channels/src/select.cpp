@@ -104,6 +104,7 @@ struct Locks {
 
 SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch,
                          const Clock::time_point* deadline, bool has_default) {
+  if (!has_default) rt::cancellation_point();  // with otherwise() a select never parks: not one
   // Only nil channels: nothing can ever be ready but the timer or otherwise.
   // An after() already due is ready, so it goes before otherwise() (as it
   // does below, where it joins the poll order).
@@ -242,8 +243,11 @@ SelectResult select_impl(ChanWaiter* ws, std::uint32_t n, std::uint16_t* scratch
     c->lock.unlock();
   }
   locks.release();  // may free a channel: nothing below touches one
-  if (why == WakeReason::Cancel) rt::throw_unwind();
   std::uint32_t won = ctx.won.load(std::memory_order_acquire);
+  // Cancelled with no case won: nothing happened. A case that won first is
+  // honoured below, and the next cancellation point throws (at shutdown
+  // the fiber unwinds regardless).
+  if (why == WakeReason::Cancel && (won == WaitCtx::kAborted || rt::shutting_down())) rt::throw_unwind();
   if (won == WaitCtx::kAborted) return {SelectResult::Timeout, false, 0};
   for (std::uint32_t i = 0; i < n; i++) {
     if (ws[i].index != won) continue;

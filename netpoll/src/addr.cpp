@@ -6,6 +6,9 @@
 #include <netinet/in.h>
 
 #include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
 #include <system_error>
 
 #include <weft/net.hpp>
@@ -91,8 +94,18 @@ std::vector<Endpoint> resolve(std::string_view addr, bool passive, int socktype)
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = socktype;
   hints.ai_flags = AI_ADDRCONFIG | (passive ? AI_PASSIVE : 0);
-  addrinfo* res = nullptr;
-  int rc = weft::blocking([&] { return getaddrinfo(h.c_str(), nullptr, &hints, &res); });
+  // The job owns its inputs and its result: a cancelled caller leaves it
+  // running on the pool, and its result (the list) is then freed unseen.
+  struct Freer {
+    void operator()(addrinfo* a) const noexcept { freeaddrinfo(a); }
+  };
+  using List = std::unique_ptr<addrinfo, Freer>;
+  auto [rc, list] = weft::blocking([host = std::string(h), hints] {
+    addrinfo* res = nullptr;
+    int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+    return std::pair<int, List>(rc, List(res));
+  });
+  addrinfo* res = list.get();
   if (rc != 0) {
     throw std::system_error(std::make_error_code(std::errc::host_unreachable),
                             "weft: lookup \"" + h + "\": " + gai_strerror(rc));
@@ -106,7 +119,6 @@ std::vector<Endpoint> resolve(std::string_view addr, bool passive, int socktype)
     else reinterpret_cast<sockaddr_in6*>(&r.ss)->sin6_port = nport;
     out.push_back(r);
   }
-  freeaddrinfo(res);
   if (out.empty())
     throw std::system_error(std::make_error_code(std::errc::host_unreachable), "weft: lookup \"" + h + "\": no address");
   return out;

@@ -284,6 +284,7 @@ void op_end(PollDesc* pd) noexcept {
 std::uint32_t edges_of(PollDesc* pd, Dir d) noexcept { return slot(pd, d).edges.load(std::memory_order_acquire); }
 
 void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t edges_seen, bool again) {
+  rt::cancellation_point();
   Slot& s = slot(pd, d);
   IoWaiter w;
   std::unique_lock<weft::detail::SpinLock> g(pd->lock);

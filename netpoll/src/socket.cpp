@@ -78,6 +78,7 @@ long call(detail::PollDesc* pd, std::uint32_t seq, Check check, const char* op, 
 // Returns the result (>= 0) or -errno for errors other than EAGAIN.
 template <class Sys>
 long io_loop(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys&& sys) {
+  rt::cancellation_point();  // a call that may park is one, even when it could proceed
   Check check = d == Dir::Read ? Check::Read : Check::Write;
   bool edge = false;
   for (;;) {
@@ -228,6 +229,7 @@ TcpStream TcpStream::connect_to(const void* sa_ptr, unsigned len, Clock::time_po
 }
 
 TcpStream TcpStream::connect_until(std::string_view addr, Clock::time_point deadline) {
+  rt::cancellation_point();
   auto eps = detail::resolve(addr, false, SOCK_STREAM);
   std::exception_ptr first;
   for (std::size_t i = 0; i < eps.size(); i++) {
@@ -241,6 +243,10 @@ TcpStream TcpStream::connect_until(std::string_view addr, Clock::time_point dead
     } catch (const Timeout&) {
       if (Clock::now() >= deadline) throw;  // the whole deadline: no time for the rest
       if (!first) first = std::current_exception();
+    } catch (const Cancelled&) {
+      throw;  // not an address's failure: no next address
+    } catch (const weft::detail::FiberUnwind&) {
+      throw;
     } catch (...) {
       if (!first) first = std::current_exception();
     }

@@ -5,15 +5,17 @@
 // queued and no thread is idle, up to kMaxThreads; a thread idle for
 // kIdleExit leaves. Jobs wait in FIFO order when all threads are busy.
 //
-// A job record lives on the calling fiber's stack. The fiber parks until the
-// job is done; if the runtime asks it to unwind meanwhile it keeps waiting
-// (marked unwinding, so it is not cancelled again) because the job still
-// writes into its stack, then unwinds.
+// A job (weft/blocking.hpp) is shared by the calling fiber and the pool
+// thread that runs it, refcounted. The fiber parks until the job is done.
+// If the fiber is cancelled meanwhile it marks the job abandoned and leaves
+// (the job owns f and its result; the pool drops them). If the runtime
+// asks it to unwind at shutdown it keeps waiting (marked unwinding, so it
+// is not cancelled again), then unwinds: f may still refer to its frames.
 //
-// Shared state: Pool::mu guards queue, idle, threads. Job::lock guards done
-// and parker; the pool thread copies the parker under it (pinning the
-// fiber's runtime: DeferredWake) and unparks after releasing it, so the
-// record is never touched once `done` is visible.
+// Shared state: Pool::mu guards queue, idle, threads. Job::lock guards done,
+// abandoned and parker; the pool thread copies the parker under it (pinning
+// the fiber's runtime: DeferredWake) and unparks after releasing it, so the
+// fiber's side is never touched once `done` is visible.
 // Lock order: Pool::mu and Job::lock are never held together.
 #include <weft/blocking.hpp>
 #include <weft/runtime.hpp>
@@ -29,14 +31,7 @@ namespace weft::detail {
 
 namespace {
 
-struct Job {
-  void (*fn)(void*);
-  void* arg;
-  std::exception_ptr error;
-  weft::detail::SpinLock lock;
-  bool done = false;      // guarded by lock
-  rt::Parker parker;      // guarded by lock
-};
+using Job = BlockingJob;
 
 class Pool {
  public:
@@ -72,7 +67,7 @@ class Pool {
       queue_.pop_front();
       g.unlock();
       try {
-        j->fn(j->arg);
+        j->run(j);
       } catch (...) {
         j->error = std::current_exception();
       }
@@ -85,9 +80,10 @@ class Pool {
       {
         std::lock_guard<weft::detail::SpinLock> jl(j->lock);
         j->done = true;
-        wake.set(j->parker);
+        if (!j->abandoned) wake.set(j->parker);
       }
       wake.fire();
+      blocking_release(j);  // an abandoned job's last reference: f and its result go here
       g.lock();
     }
   }
@@ -106,26 +102,47 @@ Pool& pool() {
 
 }  // namespace
 
-void run_blocking(void (*fn)(void*), void* arg) {
-  if (!in_fiber()) {
-    fn(arg);  // a plain thread may block itself
-    return;
+void blocking_release(BlockingJob* j) noexcept {
+  if (j->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) j->destroy(j);
+}
+
+void run_blocking(BlockingJob* j) {
+  try {
+    rt::cancellation_point();
+  } catch (...) {
+    j->refs.store(1, std::memory_order_relaxed);  // never submitted: ours alone
+    blocking_release(j);
+    throw;
   }
-  Job j{fn, arg, nullptr, {}, false, {}};
-  j.parker = rt::prepare_park(WaitKind::Blocking, &j);
-  pool().submit(&j);
-  bool cancelled = false;
+  j->parker = rt::prepare_park(WaitKind::Blocking, j);
+  try {
+    pool().submit(j);
+  } catch (...) {
+    j->refs.store(1, std::memory_order_relaxed);
+    blocking_release(j);
+    throw;
+  }
+  bool unwinding = false;
   for (;;) {
-    if (rt::park(j.parker) == WakeReason::Cancel && !cancelled) {
-      cancelled = true;
-      rt::begin_unwinding();  // the job still owns our stack: wait for it, uncancellable
+    WakeReason r = rt::park(j->parker);
+    std::unique_lock<weft::detail::SpinLock> g(j->lock);
+    if (j->done) break;
+    if (r == WakeReason::Cancel && !unwinding) {
+      if (!rt::shutting_down()) {
+        j->abandoned = true;  // the pool drops the job when f returns
+        g.unlock();
+        blocking_release(j);
+        rt::throw_unwind();
+      }
+      unwinding = true;
+      rt::begin_unwinding();  // f may refer to our frames: wait for it, uncancellable
     }
-    std::lock_guard<weft::detail::SpinLock> g(j.lock);
-    if (j.done) break;
-    j.parker = rt::prepare_park(WaitKind::Blocking, &j);
+    j->parker = rt::prepare_park(WaitKind::Blocking, j);
   }
-  if (cancelled) rt::throw_unwind();
-  if (j.error) std::rethrow_exception(j.error);
+  if (unwinding) {
+    blocking_release(j);
+    rt::throw_unwind();
+  }
 }
 
 }  // namespace weft::detail

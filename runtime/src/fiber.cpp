@@ -134,6 +134,7 @@ Fiber* new_fiber(Runtime& r, std::uint32_t slot) noexcept {
   f->rt = &r;
   f->slot = slot;
   f->sync = &r.arena.sync(slot);
+  cancel_word(f).store(0, std::memory_order_relaxed);  // published with the fiber
   f->gen = f->sync->load(std::memory_order_relaxed) >> kGenShift;
   f->sync->store((f->gen << kGenShift) | kLive, std::memory_order_release);
   if (r.arena.guard_mode(slot) == GuardMode::Canary) {
@@ -196,11 +197,11 @@ Fiber* thread_fiber() {
       // Memory for the block and its sync word, never freed.
       struct Block {
         Fiber f;
-        std::atomic<std::uint64_t> sync{0};
+        SyncCell cell;
       };
       auto* b = new Block;
       h.f = &b->f;
-      h.f->sync = &b->sync;
+      h.f->sync = &b->cell.sync;
       h.f->is_thread = true;
     }
     h.f->gen = h.f->sync->load() >> kGenShift;
@@ -267,22 +268,62 @@ void spawn_commit(Fiber* f, void (*entry)(void*)) noexcept {
   switch_to(w, w->current.load(std::memory_order_relaxed), f, Action::SpawnParent);
 }
 
+// Runs what is already queued on this worker first; if nothing is, carries
+// on (an OS yield off the runtime). Never throws, even at shutdown. True
+// when another fiber ran meanwhile.
+bool yield_nothrow() noexcept {
+  Worker* w = current_worker();
+  Fiber* f = w ? w->current.load(std::memory_order_relaxed) : nullptr;
+  if (!f) {
+    std::this_thread::yield();
+    return false;
+  }
+  Fiber* next = pick_local(w);
+  if (!next) return false;
+  switch_to(w, f, next, Action::Yield);
+  return true;
+}
+
 void join_wait(JoinStateBase* s) {
-  if (s->state.load(std::memory_order_acquire) == JoinStateBase::kDone) return;
+  using S = JoinStateBase;
+  cancellation_point();
+  std::uintptr_t cur = s->state.load(std::memory_order_acquire);
+  if ((cur & S::kPhase) == S::kDone) return;
   s->joiner = prepare_park(WaitKind::Join, s);
-  std::uintptr_t expected = JoinStateBase::kRunning;
-  if (!s->state.compare_exchange_strong(expected, JoinStateBase::kJoinerWaiting, std::memory_order_acq_rel))
-    return;  // finished meanwhile
+  do {
+    if ((cur & S::kPhase) != S::kRunning) return;  // finished meanwhile
+  } while (!s->state.compare_exchange_weak(cur, cur + S::kJoinerWaiting, std::memory_order_acq_rel,
+                                           std::memory_order_acquire));
   if (park(s->joiner) == WakeReason::Event) return;
   // Cancelled: withdraw, unless the fiber finished and is waking us anyway.
   // Then wait until its unpark is over (kDone): that unpark reads our sync
   // word, and if we unwound and exited first our runtime could end and free
   // it (a joiner in another runtime than the fiber it joins). The fiber is
-  // running the few instructions between its two stores meanwhile.
-  expected = JoinStateBase::kJoinerWaiting;
-  if (!s->state.compare_exchange_strong(expected, JoinStateBase::kRunning, std::memory_order_acq_rel))
-    while (s->state.load(std::memory_order_acquire) != JoinStateBase::kDone) std::this_thread::yield();
+  // running the few instructions between its two stores meanwhile. A join
+  // whose fiber finished so is complete: it returns, and our next
+  // cancellation point throws.
+  cur = s->state.load(std::memory_order_acquire);
+  do {
+    if ((cur & S::kPhase) != S::kJoinerWaiting) {
+      while ((s->state.load(std::memory_order_acquire) & S::kPhase) != S::kDone) std::this_thread::yield();
+      if (shutting_down()) throw_unwind();
+      return;
+    }
+  } while (!s->state.compare_exchange_weak(cur, cur - S::kJoinerWaiting, std::memory_order_acq_rel,
+                                           std::memory_order_acquire));
   throw_unwind();
+}
+
+void join_cancel(JoinStateBase* s) noexcept {
+  using S = JoinStateBase;
+  std::uintptr_t cur = s->state.load(std::memory_order_acquire);
+  do {
+    std::uintptr_t phase = cur & S::kPhase;
+    if (phase == S::kDone || phase == S::kWaking || !s->fiber) return;  // ended (or run()'s main)
+  } while (!s->state.compare_exchange_weak(cur, cur + S::kCanceller, std::memory_order_acq_rel,
+                                           std::memory_order_acquire));
+  cancel_fiber(s->fiber, 0);
+  s->state.fetch_sub(S::kCanceller, std::memory_order_release);
 }
 
 [[noreturn]] void panic(std::exception_ptr e, std::uint64_t fiber_id) noexcept {
@@ -306,10 +347,20 @@ void join_wait(JoinStateBase* s) {
 }
 
 void join_finish(JoinStateBase* s) noexcept {
+  using S = JoinStateBase;
   std::uintptr_t cur = s->state.load(std::memory_order_acquire);
-  while (!s->state.compare_exchange_weak(cur, cur == JoinStateBase::kJoinerWaiting ? JoinStateBase::kWaking
-                                                                                 : JoinStateBase::kDone,
-                                         std::memory_order_acq_rel, std::memory_order_acquire)) {
+  for (;;) {
+    if (cur >= S::kCanceller) {
+      // A canceller is touching our control block: let it finish first (a
+      // fiber yield: on one worker it may be a fiber parked mid-cancel).
+      WEFT_CHAOS_POINT();
+      if (!yield_nothrow()) std::this_thread::yield();
+      cur = s->state.load(std::memory_order_acquire);
+      continue;
+    }
+    if (s->state.compare_exchange_weak(cur, cur == S::kJoinerWaiting ? S::kWaking : S::kDone,
+                                       std::memory_order_acq_rel, std::memory_order_acquire))
+      break;
   }
   if (cur == JoinStateBase::kJoinerWaiting) {
     unpark(s->joiner);
@@ -317,7 +368,7 @@ void join_finish(JoinStateBase* s) noexcept {
     WEFT_CHAOS_POINT();  // the woken joiner may let go of the state before we do
   }
   if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (s->error) panic(s->error, s->fiber_id);  // the handle was dropped without join
+    if (s->error && !s->quiet) panic(s->error, s->fiber_id);  // the handle was dropped without join
     s->destroy(s);
   }
 }
@@ -328,7 +379,7 @@ void join_release(JoinStateBase* s) noexcept {
 
 void join_detach(JoinStateBase* s) noexcept {
   if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (s->error) panic(s->error, s->fiber_id);  // ended with an exception nobody will see
+    if (s->error && !s->quiet) panic(s->error, s->fiber_id);  // ended with an exception nobody will see
     s->destroy(s);
   }
 }
@@ -434,17 +485,9 @@ namespace this_fiber {
 
 void yield() {
   using namespace weft::rt;
-  Worker* w = current_worker();
-  Fiber* f = w ? w->current.load(std::memory_order_relaxed) : nullptr;
-  if (!f) {
-    std::this_thread::yield();
-    return;
-  }
-  if (!f->unwinding && f->rt->stopping.load(std::memory_order_acquire)) throw_unwind();
-  // Run what is already queued here first; if nothing is, carry on.
-  Fiber* next = pick_local(w);
-  if (!next) return;
-  switch_to(w, f, next, Action::Yield);
+  Fiber* f = current_fiber();
+  if (f && !f->unwinding && f->rt->stopping.load(std::memory_order_acquire)) throw_unwind();
+  (void)detail::yield_nothrow();
 }
 
 void sleep_until(Clock::time_point t) {
@@ -454,6 +497,7 @@ void sleep_until(Clock::time_point t) {
     std::this_thread::sleep_until(t);
     return;
   }
+  cancellation_point();
   if (t <= Clock::now()) {
     yield();
     return;

@@ -22,6 +22,8 @@
 //   kLive      the slot holds a fiber (set at creation, cleared with the
 //              generation bump at exit): dumps and the deadlock check find
 //              live fibers by sweeping the side table.
+//   kCancellable  this park is a cancellation point (prepare_park): a
+//              cancellation wakes it (see "Cancellation" below).
 // A parked fiber is: kLive and kSwitched set, kWoken clear. A free slot: no
 // flag set.
 //
@@ -31,6 +33,25 @@
 // its generation moved. Such reads are best effort by design (as Go's
 // goroutine dump of a running program) and are marked no_sanitize("thread").
 // Whoever of {unparker, switch-out} comes second makes the fiber runnable.
+//
+// Cancellation (park.hpp: CancelState). A canceller sets the fiber's cancel
+// word (seq_cst RMW) and then loads its sync word (seq_cst); if that shows
+// a cancellable park switched out and not woken, it unparks that token
+// with Cancel. The scheduler, after its kSwitched fetch_or (seq_cst RMW) on
+// a parking fiber whose park is cancellable, loads the cancel word
+// (seq_cst) and, if set, claims the park with Cancel itself. This is Dekker's
+// pattern on two locations with sequentially consistent operations: the
+// two RMWs are ordered in the single total order, so at least one side
+// sees the other's write, and a cancellation can never slip between a
+// fiber's last look at its word and its switch-out. (Both may act: the
+// claim CAS lets one win.) A fiber not yet parking sees the word at its
+// next cancellation point (cancellation_point() or this check).
+// The canceller touches the control block only while the fiber cannot end
+// (JoinStateBase's in-flight cancellers, or the fiber itself waiting for
+// the canceller, as a with_timeout frame waits for its timer); stop sources
+// and deadline frames are listed under cancel_lock (a spin lock held for a
+// few instructions, never across a callback: sources are copied out and
+// their stop is requested after the unlock).
 #pragma once
 
 #include <boost/context/detail/fcontext.hpp>
@@ -38,6 +59,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <stop_token>
 
 #include <weft/park.hpp>
 
@@ -54,13 +76,18 @@ inline constexpr std::uint64_t kReasonShift = 2;  // 2 bits
 inline constexpr std::uint64_t kUnwinding = 16;
 inline constexpr std::uint64_t kThread = 32;  // the parker is a plain thread
 inline constexpr std::uint64_t kLive = 64;    // the slot holds a fiber
+inline constexpr std::uint64_t kCancellable = 128;  // this park is a cancellation point
 inline constexpr int kGenShift = 8;
 
+struct DeadlineFrame;
+
 struct Fiber {
-  Runtime* rt = nullptr;            // first: park.hpp's runtime_of reads it
+  // The head (park.hpp: FiberHead, runtime_of, cancel_word, cancel_shield).
+  Runtime* rt = nullptr;
+  std::atomic<std::uint64_t>* sync = nullptr;  // &SyncCell::sync of this slot
+  std::uint32_t shield = 0;         // CancelShield depth (owner only)
   bctx::fcontext_t ctx = nullptr;   // saved context while switched out
   Fiber* next = nullptr;            // intrusive link for the global queue
-  std::atomic<std::uint64_t>* sync = nullptr;
   std::uint64_t gen = 0;            // current park generation (owner only)
   std::uint64_t id = 0;
   std::uint32_t slot = 0;
@@ -83,9 +110,17 @@ struct Fiber {
   std::int64_t park_ms = 0;
   SpawnSite site = SpawnSite::none();
   char name[32] = {};
+  // Cancellation (see above): guarded by cancel_lock. The fiber's own stop
+  // source (made on the first this_fiber::stop_token()) and its live
+  // with_timeout frames, innermost first.
+  std::atomic<bool> cancel_lock{false};
+  DeadlineFrame* frames = nullptr;
+  std::stop_source stop_src{std::nostopstate};
 };
 
-static_assert(offsetof(Fiber, rt) == 0, "park.hpp's runtime_of reads the runtime at offset 0");
+static_assert(offsetof(Fiber, rt) == offsetof(FiberHead, runtime) && offsetof(Fiber, sync) == offsetof(FiberHead, sync) &&
+                  offsetof(Fiber, shield) == offsetof(FiberHead, shield),
+              "park.hpp reads the control block's head as a FiberHead");
 
 // The control block sits at the top of the slot, 64-byte aligned.
 inline constexpr std::size_t kFiberBlock = (sizeof(Fiber) + 63) / 64 * 64;

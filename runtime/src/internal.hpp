@@ -106,9 +106,7 @@ struct Worker : WorkerBase {
   // taking the lifo slot (park.cpp: ready).
   bool batch_wake = false;
   bctx::fcontext_t sched_ctx = nullptr;  // the worker thread's own context
-  // The fiber running on this worker. Written by the owner (relaxed: a plain
-  // store); read by the owner, and by dump/stats as a hint.
-  std::atomic<Fiber*> current{nullptr};
+  // current (the running fiber): in WorkerBase (park.hpp).
   TimerHeap timers;
   std::vector<std::uint32_t> stack_cache;  // hot slots, not trimmed
   std::vector<std::uint32_t> trim_batch;   // slots to trim, then free

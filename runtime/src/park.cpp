@@ -10,6 +10,8 @@
 
 #include <utility>
 
+#include <weft/cancel.hpp>
+
 #include "switch.hpp"
 
 namespace weft::rt {
@@ -75,7 +77,10 @@ Parker prepare_park(WaitKind kind, const void* object) noexcept {
   } else {
     f->park_ms = f->rt->coarse_ms.load(std::memory_order_relaxed);
   }
-  f->sync->store((f->gen << kGenShift) | kLive | (f->unwinding ? kUnwinding : 0) | (f->is_thread ? kThread : 0),
+  std::uint64_t cancellable =
+      !f->is_thread && !f->unwinding && f->shield == 0 && kind != WaitKind::Mutex ? kCancellable : 0;
+  f->sync->store((f->gen << kGenShift) | kLive | (f->unwinding ? kUnwinding : 0) | (f->is_thread ? kThread : 0) |
+                     cancellable,
                  std::memory_order_release);
   return Parker{f, f->sync, f->gen};
 }
@@ -186,8 +191,15 @@ void begin_unwinding() noexcept {
 }
 
 void throw_unwind() {
-  if (Fiber* f = current_fiber()) f->unwinding = true;
+  Fiber* f = current_fiber();
+  if (f && !shutting_down()) throw Cancelled();
+  if (f) f->unwinding = true;
   throw detail::FiberUnwind{};
+}
+
+bool shutting_down() noexcept {
+  Fiber* f = current_fiber();
+  return f && (f->unwinding || f->rt->stopping.load(std::memory_order_acquire));
 }
 
 bool should_unwind() noexcept {

@@ -132,7 +132,7 @@ StackArena::~StackArena() {
 int StackArena::add_chunk() noexcept {
   std::size_t n = nchunks_.load(std::memory_order_relaxed);
   // The side table first: a failure after the mmap would have to undo it.
-  auto* sync = new (std::nothrow) std::atomic<std::uint64_t>[kChunkSlots]();
+  auto* sync = new (std::nothrow) SyncCell[kChunkSlots]();
   if (!sync) return ENOMEM;
   void* p = g_fail_maps.load(std::memory_order_relaxed)
                 ? MAP_FAILED

@@ -29,6 +29,8 @@
 #include <mutex>
 #include <vector>
 
+#include <weft/park.hpp>
+
 namespace weft::rt {
 
 enum class GuardMode : std::uint8_t { Madvise, Mprotect, Canary };
@@ -58,7 +60,7 @@ class StackArena {
   }
   char* slot_top(std::uint32_t s) const noexcept { return slot_base(s) + slot_bytes_; }
   std::atomic<std::uint64_t>& sync(std::uint32_t s) const noexcept {
-    return chunks_[s / kChunkSlots].sync[s % kChunkSlots];
+    return chunks_[s / kChunkSlots].sync[s % kChunkSlots].sync;
   }
   GuardMode guard_mode(std::uint32_t s) const noexcept;
   std::size_t slot_bytes() const noexcept { return slot_bytes_; }
@@ -94,7 +96,7 @@ class StackArena {
  private:
   struct Chunk {
     char* base = nullptr;
-    std::atomic<std::uint64_t>* sync = nullptr;
+    SyncCell* sync = nullptr;  // a slot's sync word and cancel word
     std::uint32_t carved = 0;       // slots handed out at least once (guard installed)
   };
   int add_chunk() noexcept;                   // requires lock_; 0 or the errno

@@ -126,14 +126,29 @@ inline void push_local(Worker* w, Fiber* f) noexcept {
   if (!w->q.push(f)) push_overflow(w, f);
 }
 
+// cancel.cpp: claims the park of f (sync word v) with Cancel and queues it.
+void cancel_parked(Worker* w, Fiber* f, std::uint64_t v) noexcept;
+
 // What the resumed context does for the one that left (Go's mcall tail).
 [[gnu::always_inline]] inline void after_switch(Worker* w, const Msg& m) noexcept {
   switch (m.action) {
     case Action::None:
       break;
     case Action::Park: {
-      std::uint64_t old = m.subject->sync->fetch_or(kSwitched, std::memory_order_acq_rel);
-      if (old & kWoken) push_local(w, m.subject);  // woken before it was off-CPU
+      // m lives on the parked fiber's stack, which a waker may resume right
+      // after our RMW: copy what we need first. The cancel word may then
+      // belong to a later fiber of the slot (atomic, never reconstructed);
+      // cancel_parked's CAS on this generation rejects a stale one.
+      Fiber* f = m.subject;
+      std::atomic<std::uint32_t>& cancel = cancel_word(f);
+      // seq_cst: this RMW and the load of the cancel word below are the
+      // scheduler's half of the cancellation Dekker (fiber.hpp).
+      std::uint64_t old = f->sync->fetch_or(kSwitched, std::memory_order_seq_cst);
+      if (old & kWoken) {
+        push_local(w, f);  // woken before it was off-CPU
+      } else if ((old & kCancellable) && cancel.load(std::memory_order_seq_cst) != 0) [[unlikely]] {
+        cancel_parked(w, f, old | kSwitched);
+      }
       break;
     }
     case Action::Yield:

@@ -210,6 +210,7 @@ void Mutex::unlock_slow() {
 
 std::cv_status CondVar::wait_until(std::unique_lock<Mutex>& lock, Clock::time_point deadline) {
   if (!lock.owns_lock()) throw std::logic_error("weft: CondVar::wait() needs a locked unique_lock");
+  rt::cancellation_point();
   detail::LotWaiter w;
   w.key = this;
   detail::LotBucket& b = detail::lot_bucket(this);
@@ -222,9 +223,21 @@ std::cv_status CondVar::wait_until(std::unique_lock<Mutex>& lock, Clock::time_po
   WakeReason r = rt::park_until(w.parker, deadline);
   if (r != WakeReason::Event) {
     std::lock_guard<detail::SpinLock> g(b.lock);
-    if (w.queued) detail::lot_remove(b, &w);
+    if (w.queued) {
+      detail::lot_remove(b, &w);
+    } else if (r == WakeReason::Cancel) {
+      // A notify_one chose us but our cancellation won the claim: pass the
+      // notification on, or another waiter could sleep through it. (The
+      // lot only compares the key: safe even if the CondVar is gone.)
+      detail::lot_wake_one(b, this);
+    }
   }
-  if (r == WakeReason::Cancel) rt::throw_unwind();  // lock stays released: we unwind
+  if (r == WakeReason::Cancel) {
+    // std's rule: the lock is held again when wait() throws. At shutdown
+    // the fiber unwinds instead and does not queue for the mutex.
+    if (!rt::shutting_down()) lock.lock();
+    rt::throw_unwind();
+  }
   lock.lock();
   return r == WakeReason::Timeout ? std::cv_status::timeout : std::cv_status::no_timeout;
 }
@@ -285,6 +298,7 @@ void WaitGroup::add(int n) {
 void WaitGroup::wait() { (void)wait_until(Clock::time_point::max()); }
 
 bool WaitGroup::wait_until(Clock::time_point deadline) {
+  rt::cancellation_point();
   // acquire: pairs with the acq_rel move to zero, so the work of the fibers
   // that called done() happens-before our return.
   if (count_.load(std::memory_order_acquire) == 0) return true;

@@ -30,14 +30,12 @@
 #include <utility>
 
 #include <weft/blocking.hpp>
+#include <weft/cancel.hpp>
 #include <weft/park.hpp>
 
 namespace weft {
 
-// A deadline passed (std::errc::timed_out).
-struct Timeout : std::system_error {
-  explicit Timeout(const std::string& what) : std::system_error(std::make_error_code(std::errc::timed_out), what) {}
-};
+// weft::Timeout (a passed deadline): weft/cancel.hpp.
 
 namespace net {
 

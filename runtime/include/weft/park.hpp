@@ -48,7 +48,7 @@ using Clock = std::chrono::steady_clock;
 enum class WakeReason : std::uint8_t {
   Event = 1,    // the awaited event happened (notify, send, data ready...)
   Timeout = 2,  // a deadline timer fired
-  Cancel = 3,   // the runtime is shutting down and unwinds this fiber
+  Cancel = 3,   // the fiber was cancelled, or the runtime shuts down and unwinds it
 };
 
 // What a parked fiber waits on: kept per fiber for dumps and deadlock checks.
@@ -100,6 +100,13 @@ inline const void* runtime_of(const Fiber* f) noexcept { return *reinterpret_cas
 
 // Opens a new park generation for the current fiber and records what it waits
 // on. Must be called on a fiber. Publish the result, then call park().
+// Every park is a cancellation point (weft/cancel.hpp) except a Mutex's and
+// those made inside a CancelShield (or while unwinding at shutdown): a
+// cancellation reaching the fiber while it is parked at a cancellation
+// point wakes it with WakeReason::Cancel. The caller then withdraws what it
+// published (or, if a waker completed its operation first, keeps the
+// result: the operation happened and the next cancellation point throws)
+// and calls throw_unwind().
 Parker prepare_park(WaitKind kind, const void* object) noexcept;
 
 // Switches the current fiber out until some unpark(p) wins the claim, and
@@ -181,6 +188,9 @@ void set_wait_describer(WaitKind kind, WaitDescriber fn) noexcept;
 struct WorkerBase {
   std::int32_t budget = 0;
   const void* runtime = nullptr;  // the worker's runtime (set once)
+  // The fiber running on this worker. Written by the owner (relaxed: a plain
+  // store); read by the owner, and by dump/stats as a hint.
+  std::atomic<Fiber*> current{nullptr};
 };
 inline constexpr std::int32_t kBudget = 128;
 void budget_exhausted() noexcept;
@@ -227,9 +237,62 @@ inline void spend_budget() noexcept {
     budget_exhausted();
 }
 
+// ---- cancellation (weft/cancel.hpp is the user's side) -------------------------
+// A fiber's cancellation state.
+//   The cancel word, beside the fiber's sync word in its slot's SyncCell
+//   (so that it is never reconstructed while a late reader looks at it):
+//   bit 0: cancelled from outside (JoinHandle::cancel, a Scope), sticky;
+//   bits 1-31: the depth of the outermost with_timeout/with_deadline frame
+//   whose deadline passed (0: none), cleared when that frame ends. Set by
+//   cancel_fiber() (any thread, seq_cst RMW), reset when a fiber is created
+//   in the slot, cleared by the fiber. Nonzero: the fiber is cancelled.
+//   The shield: CancelShield depth, in the control block; the fiber's own.
+struct SyncCell {
+  std::atomic<std::uint64_t> sync{0};    // the park protocol (fiber.hpp)
+  std::atomic<std::uint32_t> cancel{0};  // the cancel word
+  std::uint32_t unused = 0;
+};
+// The first members of a fiber's control block (fiber.hpp asserts them).
+struct FiberHead {
+  const void* runtime;
+  std::atomic<std::uint64_t>* sync;  // &SyncCell::sync of the fiber's cell
+  std::uint32_t shield;
+};
+inline std::atomic<std::uint32_t>& cancel_word(Fiber* f) noexcept {
+  return reinterpret_cast<SyncCell*>(reinterpret_cast<FiberHead*>(f)->sync)->cancel;
+}
+inline std::uint32_t& cancel_shield(Fiber* f) noexcept { return reinterpret_cast<FiberHead*>(f)->shield; }
+
+// Throws weft::Cancelled.
+[[noreturn]] void throw_cancelled();
+
+// The check at the entry of every cancellation point (API.md: it throws even
+// when the operation could proceed). Two loads on the fast path.
+inline void cancellation_point() {
+  WorkerBase* w = current_worker_base();
+  if (!w) return;  // a plain thread is never cancelled
+  Fiber* f = w->current.load(std::memory_order_relaxed);
+  if (!f) return;
+  if (cancel_word(f).load(std::memory_order_relaxed) != 0 && cancel_shield(f) == 0) [[unlikely]]
+    throw_cancelled();
+}
+
+// Cancels fiber f: from outside (deadline_depth 0) or by the deadline of its
+// with_timeout frame at that depth. Requests stop on the fiber's stop
+// tokens and wakes it if it is parked at a cancellation point. The caller
+// guarantees that f does not end meanwhile (JoinStateBase's in-flight
+// count, or f waiting for this very call). Any thread.
+void cancel_fiber(Fiber* f, std::uint32_t deadline_depth) noexcept;
+
 // Called by primitives after they cleaned up from a WakeReason::Cancel wake:
-// throws the runtime's (non-std::exception) unwind marker. Do not swallow it.
+// throws weft::Cancelled, or at shutdown the runtime's (non-std::exception)
+// unwind marker. Do not swallow the latter.
 [[noreturn]] void throw_unwind();
+
+// True when a Cancel wake of the current fiber means shutdown (unwinding),
+// not a cancellation: cleanup that would park for long (CondVar re-locking
+// its mutex) is skipped then.
+bool shutting_down() noexcept;
 
 // Marks the current fiber as unwinding without throwing: later parks are not
 // cancelled (used by a fiber that must first wait for something that still

@@ -33,6 +33,7 @@
 #include <utility>
 #include <variant>
 
+#include <weft/cancel.hpp>
 #include <weft/park.hpp>
 
 namespace weft {
@@ -117,17 +118,27 @@ struct FiberUnwind {};
 // left there when the last reference goes is one nobody observed, whichever
 // side lets go last (the joiner may be woken and let go before the fiber).
 struct JoinStateBase {
-  // kWaking: the fiber ended and is unparking the joiner; kDone follows.
-  static constexpr std::uintptr_t kRunning = 0, kDone = 1, kJoinerWaiting = 2, kWaking = 3;
-  // Written by the fiber (kDone or kWaking, CAS, acq_rel) and the joiner
-  // (kJoinerWaiting, CAS, acq_rel); each reads the other's write (acquire):
-  // the result fields and `joiner` are published by these operations.
+  // state = phase (the low 2 bits) + kCanceller * (cancellers in flight).
+  // Phase kWaking: the fiber ended and is unparking the joiner; kDone follows.
+  static constexpr std::uintptr_t kRunning = 0, kDone = 1, kJoinerWaiting = 2, kWaking = 3, kPhase = 3;
+  // A canceller (join_cancel) counts itself in while the phase is kRunning
+  // or kJoinerWaiting, touches the fiber's control block, and counts itself
+  // out; the fiber leaves those phases only with no canceller in flight
+  // (join_finish waits), so a canceller never touches a control block
+  // that has been reused.
+  static constexpr std::uintptr_t kCanceller = 4;
+  // Written by the fiber (kDone or kWaking, CAS, acq_rel), the joiner
+  // (kJoinerWaiting, CAS, acq_rel) and cancellers (CAS, fetch_sub); each
+  // reads the others' writes (acquire): the result fields and `joiner` are
+  // published by these operations.
   std::atomic<std::uintptr_t> state{kRunning};
   std::atomic<std::uint32_t> refs{2};
-  rt::Parker joiner;          // valid while state == kJoinerWaiting
+  rt::Parker joiner;          // valid while the phase is kJoinerWaiting
   std::exception_ptr error;   // written by the fiber before kDone
   bool cancelled = false;     // unwound at shutdown
+  bool quiet = false;         // `error` is a Cancelled (or a Scope holds it): never a panic
   std::uint64_t fiber_id = 0;
+  rt::Fiber* fiber = nullptr;  // the fiber's control block, valid while it runs
   void (*destroy)(JoinStateBase*) = nullptr;
 };
 
@@ -141,6 +152,7 @@ void join_wait(JoinStateBase* s);                  // parks until the fiber ende
 void join_finish(JoinStateBase* s) noexcept;       // the fiber's last act
 void join_release(JoinStateBase* s) noexcept;      // handle side: drop after join
 void join_detach(JoinStateBase* s) noexcept;       // handle side: drop without join
+void join_cancel(JoinStateBase* s) noexcept;       // cancels the fiber unless it ended
 [[noreturn]] void throw_cancelled(std::uint64_t fiber_id);
 // Ends the process: "weft: panic: fiber <id> exited with an uncaught exception: <what>".
 [[noreturn]] void panic(std::exception_ptr e, std::uint64_t fiber_id = 0) noexcept;
@@ -170,6 +182,9 @@ void store_result(JoinState<R>* st, Fn&& fn) noexcept {
     }
   } catch (const FiberUnwind&) {
     st->cancelled = true;
+  } catch (const Cancelled&) {
+    st->error = std::current_exception();
+    st->quiet = true;  // ending with Cancelled is not a panic
   } catch (...) {
     st->error = std::current_exception();
   }
@@ -211,8 +226,15 @@ class JoinHandle {
   }
   bool done() const noexcept {
     if (!st_) return false;
-    auto v = st_->state.load(std::memory_order_acquire);
+    auto v = st_->state.load(std::memory_order_acquire) & detail::JoinStateBase::kPhase;
     return v == detail::JoinStateBase::kDone || v == detail::JoinStateBase::kWaking;
+  }
+  // Requests cancellation of the fiber (weft/cancel.hpp) and returns at
+  // once. Idempotent; does nothing once the fiber has ended (or on an empty
+  // handle). join() then returns the fiber's value if it finished anyway,
+  // or rethrows Cancelled. Any thread.
+  void cancel() noexcept {
+    if (st_) detail::join_cancel(st_);
   }
   bool joinable() const noexcept { return st_ != nullptr; }
   void detach() noexcept {
@@ -283,6 +305,7 @@ JoinHandle<Result<F, A...>> go_impl(std::string_view name, const SpawnSite& site
     throw;
   }
   st->fiber_id = slot.id;
+  st->fiber = slot.fiber;
   detail::spawn_commit(slot.fiber, &Closure::run);
   return JoinHandle<R>(st);
 }
@@ -297,6 +320,7 @@ void spawn_impl(std::string_view name, const SpawnSite& site, F&& f, A&&... args
       try {
         std::apply(std::move(c->fn), std::move(c->args));
       } catch (const detail::FiberUnwind&) {
+      } catch (const Cancelled&) {
       } catch (...) {
         detail::panic(std::current_exception());
       }
