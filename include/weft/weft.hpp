@@ -7,6 +7,8 @@
 #include <weft/runtime.hpp>
 #include <weft/sync.hpp>
 #include <weft/blocking.hpp>
+#include <weft/cancel.hpp>
+#include <weft/scope.hpp>
 #include <weft/chan.hpp>
 #include <weft/select.hpp>
 #include <weft/net.hpp>

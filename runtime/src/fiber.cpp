@@ -314,16 +314,25 @@ void join_wait(JoinStateBase* s) {
   throw_unwind();
 }
 
-void join_cancel(JoinStateBase* s) noexcept {
+bool join_pin(JoinStateBase* s) noexcept {
   using S = JoinStateBase;
   std::uintptr_t cur = s->state.load(std::memory_order_acquire);
   do {
     std::uintptr_t phase = cur & S::kPhase;
-    if (phase == S::kDone || phase == S::kWaking || !s->fiber) return;  // ended (or run()'s main)
+    if (phase == S::kDone || phase == S::kWaking || !s->fiber) return false;  // ended (or run()'s main)
   } while (!s->state.compare_exchange_weak(cur, cur + S::kCanceller, std::memory_order_acq_rel,
                                            std::memory_order_acquire));
+  return true;
+}
+
+void join_unpin(JoinStateBase* s) noexcept {
+  s->state.fetch_sub(JoinStateBase::kCanceller, std::memory_order_release);
+}
+
+void join_cancel(JoinStateBase* s) noexcept {
+  if (!join_pin(s)) return;
   cancel_fiber(s->fiber, 0);
-  s->state.fetch_sub(S::kCanceller, std::memory_order_release);
+  join_unpin(s);
 }
 
 [[noreturn]] void panic(std::exception_ptr e, std::uint64_t fiber_id) noexcept {

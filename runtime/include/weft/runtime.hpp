@@ -27,6 +27,7 @@
 #include <vector>
 #include <new>
 #include <optional>
+#include <stop_token>
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
@@ -111,6 +112,8 @@ namespace detail {
 // std::exception on purpose: catch (const std::exception&) lets it pass.
 struct FiberUnwind {};
 
+struct ScopeCore;
+
 // Shared between a fiber and its JoinHandle. Two references: the fiber's and
 // the handle's; the last one to let go frees it (and, if the fiber's
 // exception was never observed, panics: an exception never disappears).
@@ -140,6 +143,12 @@ struct JoinStateBase {
   std::uint64_t fiber_id = 0;
   rt::Fiber* fiber = nullptr;  // the fiber's control block, valid while it runs
   void (*destroy)(JoinStateBase*) = nullptr;
+  // A Scope's child: its scope, and its links in the scope's list of
+  // running children (guarded by the scope's lock; scope.cpp).
+  ScopeCore* scope = nullptr;
+  JoinStateBase* sc_prev = nullptr;
+  JoinStateBase* sc_next = nullptr;
+  JoinStateBase* sc_pinned = nullptr;  // the chain of children one canceller pinned
 };
 
 template <class T>
@@ -153,6 +162,14 @@ void join_finish(JoinStateBase* s) noexcept;       // the fiber's last act
 void join_release(JoinStateBase* s) noexcept;      // handle side: drop after join
 void join_detach(JoinStateBase* s) noexcept;       // handle side: drop without join
 void join_cancel(JoinStateBase* s) noexcept;       // cancels the fiber unless it ended
+// The two halves of join_cancel: pin keeps the fiber from ending (false: it
+// ended already); unpin lets it end. Between them cancel_fiber(s->fiber, 0).
+bool join_pin(JoinStateBase* s) noexcept;
+void join_unpin(JoinStateBase* s) noexcept;
+// scope.cpp: a child joins its scope before it starts (pre-cancelled if the
+// scope is) and leaves it when it has ended (its error reported).
+void scope_child_begin(ScopeCore* sc, JoinStateBase* st) noexcept;
+void scope_child_end(JoinStateBase* st) noexcept;
 [[noreturn]] void throw_cancelled(std::uint64_t fiber_id);
 // Ends the process: "weft: panic: fiber <id> exited with an uncaught exception: <what>".
 [[noreturn]] void panic(std::exception_ptr e, std::uint64_t fiber_id = 0) noexcept;
@@ -271,11 +288,25 @@ auto run(F&& main, Options opts = {}, SpawnSite site = {})
 
 namespace detail {
 
+// go(f, args...) calls f(args...), or f(token, args...) when f takes a
+// std::stop_token first (the fiber's: this_fiber::stop_token()), as
+// std::jthread does.
 template <class F, class... A>
-using Result = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
+inline constexpr bool kTakesToken = std::is_invocable_v<std::decay_t<F>, std::stop_token, std::decay_t<A>...>;
+template <bool Token, class F, class... A>
+struct ResultOf {
+  using type = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
+};
+template <class F, class... A>
+struct ResultOf<true, F, A...> {
+  using type = std::invoke_result_t<std::decay_t<F>, std::stop_token, std::decay_t<A>...>;
+};
+template <class F, class... A>
+using Result = typename ResultOf<kTakesToken<F, A...>, F, A...>::type;
 
 template <class F, class... A>
-JoinHandle<Result<F, A...>> go_impl(std::string_view name, const SpawnSite& site, F&& f, A&&... args) {
+JoinHandle<Result<F, A...>> go_impl(ScopeCore* scope, std::string_view name, const SpawnSite& site, F&& f,
+                                    A&&... args) {
   using R = Result<F, A...>;
   struct Closure {
     std::decay_t<F> fn;
@@ -284,8 +315,16 @@ JoinHandle<Result<F, A...>> go_impl(std::string_view name, const SpawnSite& site
     static void run(void* p) noexcept {
       auto* c = static_cast<Closure*>(p);
       auto* st = c->st;
-      detail::store_result(st, [c]() -> R { return std::apply(std::move(c->fn), std::move(c->args)); });
+      detail::store_result(st, [c]() -> R {
+        if constexpr (kTakesToken<F, A...>) {
+          return std::apply(std::move(c->fn),
+                            std::tuple_cat(std::make_tuple(this_fiber::stop_token()), std::move(c->args)));
+        } else {
+          return std::apply(std::move(c->fn), std::move(c->args));
+        }
+      });
       c->~Closure();
+      if (st->scope) detail::scope_child_end(st);
       detail::join_finish(st);
     }
   };
@@ -306,6 +345,7 @@ JoinHandle<Result<F, A...>> go_impl(std::string_view name, const SpawnSite& site
   }
   st->fiber_id = slot.id;
   st->fiber = slot.fiber;
+  if (scope) detail::scope_child_begin(scope, st);
   detail::spawn_commit(slot.fiber, &Closure::run);
   return JoinHandle<R>(st);
 }
@@ -318,7 +358,11 @@ void spawn_impl(std::string_view name, const SpawnSite& site, F&& f, A&&... args
     static void run(void* p) noexcept {
       auto* c = static_cast<Closure*>(p);
       try {
-        std::apply(std::move(c->fn), std::move(c->args));
+        if constexpr (kTakesToken<F, A...>) {
+          std::apply(std::move(c->fn), std::tuple_cat(std::make_tuple(this_fiber::stop_token()), std::move(c->args)));
+        } else {
+          std::apply(std::move(c->fn), std::move(c->args));
+        }
       } catch (const detail::FiberUnwind&) {
       } catch (const Cancelled&) {
       } catch (...) {
@@ -352,9 +396,9 @@ template <class F, class... A>
 struct go : JoinHandle<detail::Result<F, A...>> {
   using Handle = JoinHandle<detail::Result<F, A...>>;
   go(F&& f, A&&... args, SpawnSite site = {})
-      : Handle(detail::go_impl({}, site, std::forward<F>(f), std::forward<A>(args)...)) {}
+      : Handle(detail::go_impl(nullptr, {}, site, std::forward<F>(f), std::forward<A>(args)...)) {}
   go(Named n, F&& f, A&&... args, SpawnSite site = {})
-      : Handle(detail::go_impl(n.name, site, std::forward<F>(f), std::forward<A>(args)...)) {}
+      : Handle(detail::go_impl(nullptr, n.name, site, std::forward<F>(f), std::forward<A>(args)...)) {}
   using Handle::operator=;
 };
 template <class F, class... A>

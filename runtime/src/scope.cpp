@@ -1,0 +1,155 @@
+// scope.cpp: weft::Scope (weft/scope.hpp).
+//
+// Shared state (ScopeCore): the list of running children, `cancelled` and
+// `first`, guarded by `lock` (a spin lock held for list and flag updates
+// only: cancellations, stop requests and wakes happen after it is
+// released). `running` counts children not yet ended; a child's done() on
+// it is its last touch of the scope (WaitGroup's lifetime rule), so the
+// owner may destroy the scope as soon as wait() returns.
+//
+// A child holds three references to its JoinState: its fiber's, its
+// handle's, and the scope's (dropped when it leaves the list). Whoever sets
+// `cancelled` first (cancel(), or the first child to fail) pins every
+// running child under the lock (join_pin: the child cannot end meanwhile,
+// though it may leave the list), chains them through sc_pinned, and
+// cancels them after the unlock. Children started later start cancelled.
+#include <weft/scope.hpp>
+
+#include "switch.hpp"
+
+namespace weft {
+
+namespace detail {
+
+namespace {
+
+void link(ScopeCore* sc, JoinStateBase* st) noexcept {
+  st->sc_prev = nullptr;
+  st->sc_next = sc->children;
+  if (sc->children) sc->children->sc_prev = st;
+  sc->children = st;
+}
+
+void unlink(ScopeCore* sc, JoinStateBase* st) noexcept {
+  if (st->sc_prev) st->sc_prev->sc_next = st->sc_next;
+  else sc->children = st->sc_next;
+  if (st->sc_next) st->sc_next->sc_prev = st->sc_prev;
+  st->sc_prev = st->sc_next = nullptr;
+}
+
+// With sc->lock held, by whoever set sc->cancelled: pins the running
+// children and returns them chained.
+JoinStateBase* pin_all(ScopeCore* sc) noexcept {
+  JoinStateBase* chain = nullptr;
+  for (JoinStateBase* c = sc->children; c; c = c->sc_next) {
+    if (!join_pin(c)) continue;
+    c->sc_pinned = chain;
+    chain = c;
+  }
+  return chain;
+}
+
+void cancel_chain(ScopeCore* sc, JoinStateBase* chain) noexcept {
+  sc->src.request_stop();
+  while (chain) {
+    JoinStateBase* next = chain->sc_pinned;  // read first: unpinned, it may go
+    rt::cancel_fiber(chain->fiber, 0);
+    join_unpin(chain);
+    chain = next;
+  }
+}
+
+bool is_cancelled(const std::exception_ptr& e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Cancelled&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace
+
+void scope_child_begin(ScopeCore* sc, JoinStateBase* st) noexcept {
+  st->scope = sc;
+  st->quiet = true;  // its failure goes to the scope: never a panic
+  st->refs.fetch_add(1, std::memory_order_relaxed);
+  sc->running.add(1);
+  bool pre;
+  {
+    std::lock_guard<SpinLock> g(sc->lock);
+    link(sc, st);
+    pre = sc->cancelled;
+  }
+  // Not started yet: spawn_commit publishes this to the fiber.
+  if (pre) rt::cancel_word(st->fiber).fetch_or(1, std::memory_order_relaxed);
+}
+
+void scope_child_end(JoinStateBase* st) noexcept {
+  ScopeCore* sc = st->scope;
+  bool failed = st->error && !is_cancelled(st->error);
+  JoinStateBase* chain = nullptr;
+  bool cancel_all = false;
+  {
+    std::lock_guard<SpinLock> g(sc->lock);
+    unlink(sc, st);
+    if (failed && !sc->first) sc->first = st->error;
+    if (failed && !sc->cancelled) {
+      sc->cancelled = cancel_all = true;
+      chain = pin_all(sc);
+    }
+  }
+  if (cancel_all) cancel_chain(sc, chain);
+  join_release(st);     // the scope's reference (ours, the fiber's, is still held)
+  sc->running.done();   // our last touch of the scope
+}
+
+}  // namespace detail
+
+void Scope::cancel() noexcept {
+  detail::JoinStateBase* chain;
+  {
+    std::lock_guard<detail::SpinLock> g(core_.lock);
+    if (core_.cancelled) return;  // whoever set it cancels what was running then
+    core_.cancelled = true;
+    chain = detail::pin_all(&core_);
+  }
+  detail::cancel_chain(&core_, chain);
+}
+
+bool Scope::cancelled() const noexcept {
+  std::lock_guard<detail::SpinLock> g(const_cast<detail::SpinLock&>(core_.lock));
+  return core_.cancelled;
+}
+
+void Scope::wait() {
+  core_.running.wait();
+  std::exception_ptr e;
+  {
+    std::lock_guard<detail::SpinLock> g(core_.lock);
+    e = core_.first;
+  }
+  if (e) std::rethrow_exception(e);
+}
+
+Scope::~Scope() {
+  bool any;
+  {
+    std::lock_guard<detail::SpinLock> g(core_.lock);
+    any = core_.children != nullptr;
+  }
+  if (any) cancel();
+  CancelShield shield;
+  for (;;) {
+    try {
+      core_.running.wait();
+      return;
+    } catch (const detail::FiberUnwind&) {
+      // Shutdown reached us while we wait (we were not yet unwinding): our
+      // children are being unwound too; wait for them, now unwinding.
+    }
+  }
+}
+
+}  // namespace weft

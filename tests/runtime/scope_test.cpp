@@ -1,0 +1,292 @@
+// scope_test.cpp: weft::Scope (structured concurrency, API.md). Each test
+// names the interleaving it checks; verdicts are bounded (10 s waits are
+// failure bounds only).
+#include <weft/scope.hpp>
+#include <weft/chan.hpp>
+#include <weft/select.hpp>
+
+#include <atomic>
+#include <stdexcept>
+#include <stop_token>
+#include <thread>
+#include <vector>
+
+#include "test_util.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using weft_test::scaled;
+using weft_test::WorkersTest;
+
+class ScopeTest : public WorkersTest {};
+
+struct Boom : std::runtime_error {
+  Boom() : std::runtime_error("boom") {}
+};
+
+// Burns CPU without parking.
+void spin(int n) {
+  std::atomic<int> k{0};
+  for (int i = 0; i < n; i++) k.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Every fiber but main has ended: the live count drops to 1 once the
+// children's exits are accounted (a child is counted until its slot is
+// freed, a few instructions after wait() could return: poll, bounded).
+bool only_main_left() {
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (weft::stats().fibers_live != 1) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    weft::this_fiber::sleep_for(1ms);
+  }
+  return true;
+}
+
+// wait() returns once every child ended; go's handles carry the values.
+TEST_P(ScopeTest, WaitJoinsAllChildren) {
+  weft::run([] {
+    std::atomic<int> sum{0};
+    weft::Scope s;
+    std::vector<weft::JoinHandle<int>> hs;
+    for (int i = 1; i <= 100; i++) hs.push_back(s.go([i, &sum] {
+      weft::this_fiber::sleep_for(std::chrono::microseconds(i % 7 * 50));
+      sum += i;
+      return i;
+    }));
+    s.wait();
+    EXPECT_EQ(sum.load(), 5050);
+    EXPECT_FALSE(s.cancelled());
+    int total = 0;
+    for (auto& h : hs) total += h.join();
+    EXPECT_EQ(total, 5050);
+  }, opts());
+}
+
+// A child fails while its siblings are parked in a channel recv: the
+// failure cancels them (they end with Cancelled, which is not a failure),
+// and wait() rethrows the failure after all ended; the join of the failed
+// child sees it too.
+TEST_P(ScopeTest, FirstFailureCancelsSiblingsAndIsRethrown) {
+  weft::run([] {
+    weft::Chan<int> never(0);
+    std::atomic<int> cancelled{0};
+    weft::Scope s;
+    for (int i = 0; i < 20; i++) s.spawn([&] {
+      try {
+        (void)never.recv();
+      } catch (const weft::Cancelled&) {
+        cancelled++;
+        throw;
+      }
+    });
+    auto bad = s.go([] {
+      weft::this_fiber::sleep_for(1ms);
+      throw Boom();
+    });
+    EXPECT_THROW(s.wait(), Boom);
+    EXPECT_EQ(cancelled.load(), 20);
+    EXPECT_TRUE(s.cancelled());
+    EXPECT_TRUE(s.stop_token().stop_requested());
+    EXPECT_THROW(bad.join(), Boom);
+    EXPECT_TRUE(only_main_left());
+  }, opts());
+}
+
+// Children ending with Cancelled (cancelled one by one through their
+// handles) are not failures: wait() returns normally.
+TEST_P(ScopeTest, CancelledChildrenAreNotFailures) {
+  weft::run([] {
+    weft::Chan<int> never(0);
+    weft::Scope s;
+    std::vector<weft::JoinHandle<void>> hs;
+    for (int i = 0; i < 10; i++) hs.push_back(s.go([&] { (void)never.recv(); }));
+    weft::this_fiber::sleep_for(1ms);
+    for (auto& h : hs) h.cancel();
+    EXPECT_NO_THROW(s.wait());
+    EXPECT_FALSE(s.cancelled());
+    for (auto& h : hs) EXPECT_THROW(h.join(), weft::Cancelled);
+  }, opts());
+}
+
+// Leaving the scope without wait() cancels the children and joins them,
+// even children that ignore cancellation for a while (CPU-bound, polling
+// cancelled() every so often): the destructor returns only after they end.
+TEST_P(ScopeTest, DestructorCancelsAndJoinsSlowChildren) {
+  weft::run([] {
+    std::atomic<int> ended{0};
+    {
+      weft::Scope s;
+      for (int i = 0; i < 4; i++) s.spawn([&] {
+        while (!weft::this_fiber::cancelled()) {
+          spin(10000);
+          weft::this_fiber::yield();
+        }
+        spin(100000);  // a while more, ignoring it
+        ended++;
+      });
+      for (int i = 0; i < 4; i++) s.spawn([&] {
+        weft::this_fiber::sleep_for(1h);  // parked: woken by the cancel
+        ended++;
+      });
+      weft::this_fiber::sleep_for(1ms);
+    }
+    EXPECT_EQ(ended.load(), 4);  // the sleepers threw Cancelled instead
+    EXPECT_TRUE(only_main_left());
+  }, opts());
+}
+
+// The owner, parked in wait(), is cancelled: wait() throws Cancelled (the
+// children run on), and the scope's destructor, run by the unwinding,
+// cancels them and waits for them.
+TEST_P(ScopeTest, OwnerCancelledInWaitPropagatesThroughTheDestructor) {
+  weft::run([] {
+    std::atomic<int> child_cancelled{0};
+    auto owner = weft::go([&] {
+      weft::Scope s;
+      for (int i = 0; i < 8; i++) s.spawn([&] {
+        try {
+          weft::this_fiber::sleep_for(1h);
+        } catch (const weft::Cancelled&) {
+          child_cancelled++;
+          throw;
+        }
+      });
+      s.wait();
+    });
+    weft::this_fiber::sleep_for(2ms);
+    owner.cancel();
+    EXPECT_THROW(owner.join(), weft::Cancelled);
+    EXPECT_EQ(child_cancelled.load(), 8);
+    EXPECT_TRUE(only_main_left());
+  }, opts());
+}
+
+// Scopes nest: cancelling the outer scope cancels a child parked in an
+// inner scope's wait(), whose destructor then cancels the inner children.
+TEST_P(ScopeTest, NestedScopesCancelDownTheTree) {
+  weft::run([] {
+    std::atomic<int> leaves{0};
+    weft::Scope outer;
+    for (int i = 0; i < 3; i++) outer.spawn([&] {
+      weft::Scope inner;
+      for (int j = 0; j < 3; j++) inner.spawn([&] {
+        try {
+          weft::Chan<int> never(0);
+          (void)never.recv();
+        } catch (const weft::Cancelled&) {
+          leaves++;
+          throw;
+        }
+      });
+      inner.wait();
+    });
+    weft::this_fiber::sleep_for(2ms);
+    outer.cancel();
+    outer.wait();
+    EXPECT_EQ(leaves.load(), 9);
+    EXPECT_TRUE(only_main_left());
+  }, opts());
+}
+
+// cancel() also cancels children started later: such a child's first
+// cancellation point throws, and its stop token is stopped.
+TEST_P(ScopeTest, ChildrenStartedAfterCancelStartCancelled) {
+  weft::run([] {
+    weft::Scope s;
+    s.cancel();
+    s.cancel();  // idempotent
+    EXPECT_TRUE(s.cancelled());
+    auto h = s.go([] {
+      EXPECT_TRUE(weft::this_fiber::cancelled());
+      EXPECT_TRUE(weft::this_fiber::stop_token().stop_requested());
+      weft::this_fiber::sleep_for(1h);
+    });
+    EXPECT_THROW(h.join(), weft::Cancelled);
+    s.wait();
+  }, opts());
+}
+
+// A child taking a std::stop_token first gets its fiber's token, stopped
+// by the scope's cancel; a std::stop_callback on the scope's token fires.
+TEST_P(ScopeTest, StopTokensSeeTheCancel) {
+  weft::run([] {
+    weft::Scope s;
+    std::atomic<bool> scope_cb{false};
+    std::stop_callback cb(s.stop_token(), [&] { scope_cb = true; });
+    auto h = s.go([](std::stop_token tok, int x) {
+      while (!tok.stop_requested()) weft::this_fiber::yield();  // not a cancellation point
+      return x;  // finished anyway: join returns the value
+    }, 7);
+    weft::this_fiber::sleep_for(1ms);
+    s.cancel();
+    EXPECT_TRUE(scope_cb.load());
+    EXPECT_EQ(h.join(), 7);
+    s.wait();
+  }, opts());
+}
+
+// Many children parked at once, cancelled in one call: all end, and no
+// fiber is left once the scope is gone.
+TEST_P(ScopeTest, TenThousandChildrenCancelledAtOnce) {
+  const int n = static_cast<int>(scaled(10000));
+  weft::run([n] {
+    std::atomic<int> cancelled{0};
+    {
+      weft::Chan<int> never(0);
+      weft::Scope s;
+      for (int i = 0; i < n; i++) s.spawn([&] {
+        try {
+          (void)never.recv();
+        } catch (const weft::Cancelled&) {
+          cancelled++;
+          throw;
+        }
+      });
+      weft::this_fiber::sleep_for(1ms);
+      s.cancel();
+      s.wait();
+    }
+    EXPECT_EQ(cancelled.load(), n);
+    EXPECT_TRUE(only_main_left());
+  }, opts());
+}
+
+// A scope cancelled from a plain thread while its children park.
+TEST_P(ScopeTest, CancelFromAPlainThread) {
+  weft::run([] {
+    weft::Scope s;
+    for (int i = 0; i < 16; i++) s.spawn([] { weft::this_fiber::sleep_for(1h); });
+    std::thread t([&] { s.cancel(); });
+    s.wait();
+    t.join();
+    EXPECT_TRUE(s.cancelled());
+  }, opts());
+}
+
+// A failure racing the scope's own cancel and other failures: exactly one
+// exception comes out of wait(), every child ends, nothing panics.
+TEST_P(ScopeTest, FailuresRacingCancel) {
+  const int rounds = static_cast<int>(scaled(200));
+  weft::run([rounds] {
+    for (int r = 0; r < rounds; r++) {
+      weft::Scope s;
+      for (int i = 0; i < 6; i++) s.spawn([i] {
+        weft::this_fiber::yield();
+        if (i % 2) throw Boom();
+        weft::this_fiber::sleep_for(1h);
+      });
+      if (r % 3 == 0) s.cancel();
+      try {
+        s.wait();
+        EXPECT_EQ(r % 3, 0) << "round " << r;  // only a cancel before any failure ends without one
+      } catch (const Boom&) {
+      }
+    }
+    EXPECT_TRUE(only_main_left());
+  }, opts());
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, ScopeTest, ::testing::Values(1u, 2u), weft_test::workers_name);
+
+}  // namespace
