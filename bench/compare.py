@@ -31,6 +31,12 @@ PAIRS = [
     ("runtime_bench", "parked/sleep/workers:2", "spawn_s", "runtime", ["-bench", "parked_sleep", "-procs", "2"], "spawn_s", None),
     ("runtime_bench", "mutex/workers:2", "ns_per_lock", "runtime", ["-bench", "mutex", "-procs", "2"], "ns_per_lock", None),
     ("runtime_bench", "waitgroup/workers:2", "ns_per_fiber", "runtime", ["-bench", "waitgroup", "-procs", "2"], "ns_per_fiber", None),
+    ("runtime_bench", "scope/workers:1", "ns_per_child", "runtime", ["-bench", "scope", "-procs", "1"], "ns_per_child", 0.5),
+    ("runtime_bench", "scope/workers:2", "ns_per_child", "runtime", ["-bench", "scope", "-procs", "2"], "ns_per_child", 0.5),
+    ("runtime_bench", "cancel_latency/workers:1", "median_ns", "runtime", ["-bench", "cancel_latency", "-procs", "1"], "median_ns", None),
+    ("runtime_bench", "cancel_latency/workers:1", "p99_ns", "runtime", ["-bench", "cancel_latency", "-procs", "1"], "p99_ns", None),
+    ("runtime_bench", "cancel_latency/workers:2", "median_ns", "runtime", ["-bench", "cancel_latency", "-procs", "2"], "median_ns", None),
+    ("runtime_bench", "cancel_latency/workers:2", "p99_ns", "runtime", ["-bench", "cancel_latency", "-procs", "2"], "p99_ns", None),
 ]
 
 # Benchmarks with no Go twin, reported alone (baselines in the same binary).

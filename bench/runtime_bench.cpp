@@ -12,6 +12,7 @@
 
 #include "bench_util.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -271,6 +272,77 @@ void BM_waitgroup(benchmark::State& st) {
   }
 }
 BENCHMARK(BM_waitgroup)->Name("waitgroup")->Arg(2)->ArgName("workers")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// ---- scope: 1,000,000 children in scopes of 1,000 (errgroup's shape) -------------
+// The Go twin: errgroup.WithContext semantics written by hand (a WaitGroup,
+// a first-error Once and a context.WithCancel per group).
+
+constexpr int kScopeGroups = 1000;
+constexpr int kScopeChildren = 1000;
+
+void BM_scope(benchmark::State& st) {
+  for (auto _ : st) {
+    double secs = weft::run(
+        [] {
+          auto t0 = Clock::now();
+          for (int g = 0; g < kScopeGroups; g++) {
+            weft::Scope s;
+            for (int i = 0; i < kScopeChildren; i++) s.spawn([] {});
+            s.wait();
+          }
+          return seconds_since(t0);
+        },
+        workers(st));
+    st.SetIterationTime(secs);
+    st.counters["ns_per_child"] = secs * 1e9 / (double(kScopeGroups) * kScopeChildren);
+  }
+}
+BENCHMARK(BM_scope)->Name("scope")->Arg(1)->Arg(2)->ArgName("workers")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// ---- cancel latency: from cancel() to the cancelled fiber's handler --------------
+// 10,000 fibers parked in a channel recv; each is cancelled in turn (the
+// next only once the previous handler ran, so no latency includes a queue
+// of other handlers), and its catch block records the time. Median and p99.
+
+constexpr int kCancelFibers = 10'000;
+
+void BM_cancel_latency(benchmark::State& st) {
+  for (auto _ : st) {
+    std::vector<double> lat(kCancelFibers);
+    weft::run(
+        [&lat] {
+          weft::Chan<int> never(0);
+          std::vector<weft::JoinHandle<void>> hs;
+          std::vector<Clock::time_point> handled(kCancelFibers);
+          hs.reserve(kCancelFibers);
+          weft::WaitGroup parked;
+          parked.add(kCancelFibers);
+          for (int i = 0; i < kCancelFibers; i++)
+            hs.push_back(weft::go([&, i] {
+              parked.done();
+              try {
+                (void)never.recv();
+              } catch (const weft::Cancelled&) {
+                handled[i] = Clock::now();
+              }
+            }));
+          parked.wait();
+          weft::this_fiber::sleep_for(std::chrono::milliseconds(1));  // all parked by now
+          for (int i = 0; i < kCancelFibers; i++) {
+            auto t0 = Clock::now();
+            hs[i].cancel();
+            hs[i].join();
+            lat[i] = std::chrono::duration<double, std::nano>(handled[i] - t0).count();
+          }
+        },
+        workers(st));
+    std::sort(lat.begin(), lat.end());
+    st.SetIterationTime(1e-3);
+    st.counters["median_ns"] = lat[lat.size() / 2];
+    st.counters["p99_ns"] = lat[lat.size() * 99 / 100];
+  }
+}
+BENCHMARK(BM_cancel_latency)->Name("cancel_latency")->Arg(1)->Arg(2)->ArgName("workers")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -1,15 +1,17 @@
 // Go twins of bench/runtime_bench.cpp: the same workloads with goroutines,
 // so that bench/compare.py can print weft/Go ratios measured side by side.
-// Usage: go run . -bench spawn|yield|parked_cond|parked_sleep|mutex|waitgroup -procs N
+// Usage: go run . -bench spawn|yield|parked_cond|parked_sleep|mutex|waitgroup|scope|cancel_latency -procs N
 // Prints one line: RESULT <bench> <counter>=<value> [...]
 package main
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,6 +161,91 @@ func waitgroup() {
 	fmt.Printf("RESULT waitgroup ns_per_fiber=%.2f\n", float64(time.Since(t0).Nanoseconds())/(rounds*fanout))
 }
 
+// errgroup.WithContext semantics without the module: a WaitGroup, a
+// first-error Once and a cancellable context per group.
+type group struct {
+	wg      sync.WaitGroup
+	errOnce sync.Once
+	err     error
+	cancel  context.CancelFunc
+}
+
+func withContext(parent context.Context) (*group, context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	return &group{cancel: cancel}, ctx
+}
+
+func (g *group) Go(f func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := f(); err != nil {
+			g.errOnce.Do(func() {
+				g.err = err
+				g.cancel()
+			})
+		}
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel()
+	return g.err
+}
+
+func scope() {
+	const groups, children = 1000, 1000
+	t0 := time.Now()
+	for r := 0; r < groups; r++ {
+		g, _ := withContext(context.Background())
+		for i := 0; i < children; i++ {
+			g.Go(func() error { return nil })
+		}
+		if err := g.Wait(); err != nil {
+			panic(err)
+		}
+	}
+	fmt.Printf("RESULT scope ns_per_child=%.2f\n", float64(time.Since(t0).Nanoseconds())/(groups*children))
+}
+
+// Go's cancellation is a context: each goroutine waits in a select on its
+// context's Done channel and a channel that never delivers.
+func cancelLatency() {
+	const n = 10000
+	never := make(chan int)
+	cancels := make([]context.CancelFunc, n)
+	handled := make([]time.Time, n)
+	done := make([]chan struct{}, n)
+	var parked sync.WaitGroup
+	parked.Add(n)
+	for i := 0; i < n; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels[i] = cancel
+		done[i] = make(chan struct{})
+		go func(i int, ctx context.Context) {
+			parked.Done()
+			select {
+			case <-never:
+			case <-ctx.Done():
+				handled[i] = time.Now()
+			}
+			close(done[i])
+		}(i, ctx)
+	}
+	parked.Wait()
+	time.Sleep(time.Millisecond)
+	lat := make([]float64, n)
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		cancels[i]()
+		<-done[i]
+		lat[i] = float64(handled[i].Sub(t0).Nanoseconds())
+	}
+	sort.Float64s(lat)
+	fmt.Printf("RESULT cancel_latency median_ns=%.1f p99_ns=%.1f\n", lat[n/2], lat[n*99/100])
+}
+
 func main() {
 	bench := flag.String("bench", "spawn", "workload")
 	procs := flag.Int("procs", 1, "GOMAXPROCS")
@@ -177,6 +264,10 @@ func main() {
 		mutex()
 	case "waitgroup":
 		waitgroup()
+	case "scope":
+		scope()
+	case "cancel_latency":
+		cancelLatency()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown -bench", *bench)
 		os.Exit(2)
