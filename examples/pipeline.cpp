@@ -1,11 +1,14 @@
-// pipeline: fan-out / fan-in with cancellation by closing a done channel
-// (the pattern of Go's "Pipelines and cancellation" article).
+// pipeline: fan-out / fan-in with early termination (the pattern of Go's
+// "Pipelines and cancellation" article), written with a weft::Scope instead
+// of a hand-made done channel.
 //   pipeline [--numbers N] [--squarers K] [--take T] [--workers W]
 // gen sends 1..N; K squarer fibers read from it (fan-out) and each sends the
 // squares on its own channel; merge forwards all of them into one channel
-// (fan-in). main takes the first T results, then closes `done`: every stage
-// selects on done in each send, so all of them return promptly even though
-// nobody reads their remaining output. main then waits for every stage.
+// (fan-in). Every stage is a child of one Scope. main takes the first T
+// results and cancels the scope: every stage is parked in a send nobody
+// will receive, and that send throws weft::Cancelled, so all of them return
+// promptly; the scope waits for them. No stage selects on anything but its
+// own work.
 #include <weft/weft.hpp>
 
 #include "args.hpp"
@@ -20,60 +23,40 @@ namespace {
 
 using weft::Chan;
 
-// Sends 1..n on the returned channel until done is closed.
-Chan<long> gen(Chan<int> done, long n, weft::WaitGroup& wg) {
+// Sends 1..n on the returned channel.
+Chan<long> gen(weft::Scope& scope, long n) {
   Chan<long> out(0);
-  wg.add();
-  weft::spawn([done, out, n, &wg] {
-    for (long i = 1; i <= n; i++) {
-      bool stop = false;
-      weft::select(weft::send(out, i), weft::recv(done, [&] { stop = true; }));
-      if (stop) break;
-    }
+  scope.spawn([out, n] {
+    for (long i = 1; i <= n; i++) out.send(i);
     out.close();
-    wg.done();
   });
   return out;
 }
 
-// Squares what it receives, until its input ends or done is closed.
-Chan<long> square(Chan<int> done, Chan<long> in, weft::WaitGroup& wg) {
+// Squares what it receives until its input ends.
+Chan<long> square(weft::Scope& scope, Chan<long> in) {
   Chan<long> out(0);
-  wg.add();
-  weft::spawn([done, in, out, &wg] {
-    for (long v : in) {
-      bool stop = false;
-      weft::select(weft::send(out, v * v), weft::recv(done, [&] { stop = true; }));
-      if (stop) break;
-    }
+  scope.spawn([in, out] {
+    for (long v : in) out.send(v * v);
     out.close();
-    wg.done();
   });
   return out;
 }
 
 // Forwards every input channel into one output; closes it when all ended.
-Chan<long> merge(Chan<int> done, const std::vector<Chan<long>>& ins, weft::WaitGroup& wg) {
+Chan<long> merge(weft::Scope& scope, const std::vector<Chan<long>>& ins) {
   Chan<long> out(0);
   auto live = std::make_shared<weft::WaitGroup>();
   for (const Chan<long>& in : ins) {
     live->add();
-    wg.add();
-    weft::spawn([done, in, out, live, &wg] {
-      for (long v : in) {
-        bool stop = false;
-        weft::select(weft::send(out, v), weft::recv(done, [&] { stop = true; }));
-        if (stop) break;
-      }
+    scope.spawn([in, out, live] {
+      for (long v : in) out.send(v);
       live->done();
-      wg.done();
     });
   }
-  wg.add();
-  weft::spawn([out, live, &wg] {
+  scope.spawn([out, live] {
     live->wait();
     out.close();
-    wg.done();
   });
   return out;
 }
@@ -87,7 +70,7 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf("usage: %s [--numbers N] [--squarers K] [--take T] [--workers W]\n"
                   "Squares 1..N with K fibers, merges their outputs, prints the first T results,\n"
-                  "then cancels the whole pipeline by closing a done channel.\n",
+                  "then cancels the whole pipeline (a weft::Scope).\n",
                   argv[0]);
       return 0;
     }
@@ -102,12 +85,11 @@ int main(int argc, char** argv) {
   }
   return weft::run(
       [=] {
-        weft::WaitGroup wg;
-        Chan<int> done(0);
-        Chan<long> nums = gen(done, static_cast<long>(numbers), wg);
+        weft::Scope scope;
+        Chan<long> nums = gen(scope, static_cast<long>(numbers));
         std::vector<Chan<long>> squares;
-        for (unsigned long k = 0; k < squarers; k++) squares.push_back(square(done, nums, wg));
-        Chan<long> results = merge(done, squares, wg);
+        for (unsigned long k = 0; k < squarers; k++) squares.push_back(square(scope, nums));
+        Chan<long> results = merge(scope, squares);
         unsigned long got = 0;
         long sum = 0;
         for (long v : results) {
@@ -115,8 +97,8 @@ int main(int argc, char** argv) {
           sum += v;
           if (++got == take) break;
         }
-        done.close();  // cancel: every stage sees it in its select and returns
-        wg.wait();
+        scope.cancel();  // every stage parked in a send throws Cancelled and returns
+        scope.wait();
         std::printf("took %lu results (sum %ld); all %lu stages stopped\n", got, sum, squarers + 2 + squarers);
         return 0;
       },
