@@ -59,16 +59,6 @@ void cancel_chain(ScopeCore* sc, JoinStateBase* chain) noexcept {
   }
 }
 
-bool is_cancelled(const std::exception_ptr& e) noexcept {
-  try {
-    std::rethrow_exception(e);
-  } catch (const Cancelled&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
 }  // namespace
 
 void scope_child_begin(ScopeCore* sc, JoinStateBase* st) noexcept {
@@ -88,7 +78,7 @@ void scope_child_begin(ScopeCore* sc, JoinStateBase* st) noexcept {
 
 void scope_child_end(JoinStateBase* st) noexcept {
   ScopeCore* sc = st->scope;
-  bool failed = st->error && !is_cancelled(st->error);
+  bool failed = st->error && !st->by_cancel;
   JoinStateBase* chain = nullptr;
   bool cancel_all = false;
   {

@@ -140,6 +140,7 @@ struct JoinStateBase {
   std::exception_ptr error;   // written by the fiber before kDone
   bool cancelled = false;     // unwound at shutdown
   bool quiet = false;         // `error` is a Cancelled (or a Scope holds it): never a panic
+  bool by_cancel = false;     // `error` is a Cancelled
   std::uint64_t fiber_id = 0;
   rt::Fiber* fiber = nullptr;  // the fiber's control block, valid while it runs
   void (*destroy)(JoinStateBase*) = nullptr;
@@ -201,7 +202,7 @@ void store_result(JoinState<R>* st, Fn&& fn) noexcept {
     st->cancelled = true;
   } catch (const Cancelled&) {
     st->error = std::current_exception();
-    st->quiet = true;  // ending with Cancelled is not a panic
+    st->quiet = st->by_cancel = true;  // ending with Cancelled is not a panic
   } catch (...) {
     st->error = std::current_exception();
   }
