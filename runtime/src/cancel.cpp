@@ -45,7 +45,15 @@ bool cancels(std::uint32_t word, std::uint32_t depth) noexcept {
 
 void throw_cancelled() { throw Cancelled(); }
 
+__attribute__((visibility("hidden"))) std::atomic<bool> g_cancel_seen{false};
+
+void cancellation_point_slow() {
+  Fiber* f = current_fiber();
+  if (f && cancel_word(f).load(std::memory_order_relaxed) != 0 && f->shield == 0) throw Cancelled();
+}
+
 void cancel_fiber(Fiber* f, std::uint32_t deadline_depth) noexcept {
+  if (!g_cancel_seen.load(std::memory_order_relaxed)) g_cancel_seen.store(true, std::memory_order_relaxed);
   std::atomic<std::uint32_t>& word = cancel_word(f);
   if (deadline_depth == 0) {
     word.fetch_or(1, std::memory_order_seq_cst);
@@ -163,11 +171,15 @@ std::stop_token this_fiber::stop_token() {
 }
 
 CancelShield::CancelShield() noexcept : f_(current_fiber()) {
-  if (f_) f_->shield++;
+  if (!f_) return;
+  f_->shield++;
+  refresh_park_flags(f_);
 }
 
 CancelShield::~CancelShield() {
-  if (f_) f_->shield--;
+  if (!f_) return;
+  f_->shield--;
+  refresh_park_flags(f_);
 }
 
 }  // namespace weft

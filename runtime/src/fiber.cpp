@@ -203,6 +203,7 @@ Fiber* thread_fiber() {
       h.f = &b->f;
       h.f->sync = &b->cell.sync;
       h.f->is_thread = true;
+      refresh_park_flags(h.f);
     }
     h.f->gen = h.f->sync->load() >> kGenShift;
   }

@@ -92,7 +92,12 @@ struct Fiber {
   std::uint64_t id = 0;
   std::uint32_t slot = 0;
   bool is_thread = false;           // a plain thread's parking block
-  bool unwinding = false;
+  bool unwinding = false;           // set for good (park.cpp: mark_unwinding); shields it
+  // The flags every park of this fiber publishes in its sync word (kLive,
+  // kUnwinding, kThread, kCancellable when not shielded): kept in step with
+  // unwinding, is_thread and shield by refresh_park_flags, so prepare_park
+  // only ORs them in.
+  std::uint64_t park_flags = kLive | kCancellable;
   bool is_main = false;
   WaitKind wait_kind = WaitKind::None;
   const void* wait_obj = nullptr;
@@ -117,6 +122,11 @@ struct Fiber {
   DeadlineFrame* frames = nullptr;
   std::stop_source stop_src{std::nostopstate};
 };
+
+inline void refresh_park_flags(Fiber* f) noexcept {
+  f->park_flags = kLive | (f->unwinding ? kUnwinding : 0) | (f->is_thread ? kThread : 0) |
+                  (f->shield == 0 ? kCancellable : 0);
+}
 
 static_assert(offsetof(Fiber, rt) == offsetof(FiberHead, runtime) && offsetof(Fiber, sync) == offsetof(FiberHead, sync) &&
                   offsetof(Fiber, shield) == offsetof(FiberHead, shield),

@@ -77,11 +77,11 @@ Parker prepare_park(WaitKind kind, const void* object) noexcept {
   } else {
     f->park_ms = f->rt->coarse_ms.load(std::memory_order_relaxed);
   }
-  std::uint64_t cancellable =
-      !f->is_thread && !f->unwinding && f->shield == 0 && kind != WaitKind::Mutex ? kCancellable : 0;
-  f->sync->store((f->gen << kGenShift) | kLive | (f->unwinding ? kUnwinding : 0) | (f->is_thread ? kThread : 0) |
-                     cancellable,
-                 std::memory_order_release);
+  // A Mutex's park is never a cancellation point. (A plain thread's park
+  // may be marked cancellable: nobody cancels a thread.)
+  std::uint64_t flags = f->park_flags;
+  if (kind == WaitKind::Mutex) flags &= ~kCancellable;
+  f->sync->store((f->gen << kGenShift) | flags, std::memory_order_release);
   return Parker{f, f->sync, f->gen};
 }
 
@@ -186,14 +186,23 @@ void budget_exhausted() noexcept {
   switch_to(w, f, next, Action::Yield);
 }
 
+// Unwinding is for good, and shields the fiber from cancellation (its
+// destructors may park).
+static void mark_unwinding(Fiber* f) noexcept {
+  if (f->unwinding) return;
+  f->unwinding = true;
+  f->shield++;
+  refresh_park_flags(f);
+}
+
 void begin_unwinding() noexcept {
-  if (Fiber* f = current_fiber()) f->unwinding = true;
+  if (Fiber* f = current_fiber()) mark_unwinding(f);
 }
 
 void throw_unwind() {
   Fiber* f = current_fiber();
   if (f && !shutting_down()) throw Cancelled();
-  if (f) f->unwinding = true;
+  if (f) mark_unwinding(f);
   throw detail::FiberUnwind{};
 }
 
