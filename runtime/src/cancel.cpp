@@ -43,7 +43,31 @@ bool cancels(std::uint32_t word, std::uint32_t depth) noexcept {
 
 }  // namespace
 
-void throw_cancelled() { throw Cancelled(); }
+// The fiber's side of "stop is requested when the fiber is cancelled": before
+// a cancellation point throws, the stop sources its cancel word cancels are
+// stopped, whoever else is still on the way to stopping them (a canceller
+// stops them before it wakes a parked fiber, but a running fiber, or one the
+// scheduler's side of the Dekker pair wakes, may reach its cancellation point
+// first). request_stop() is idempotent. Callbacks may then run here, on the
+// fiber, if it wins the race to request the stop.
+void stop_own_tokens(Fiber* f) noexcept {
+  std::stop_source one{std::nostopstate};
+  std::vector<std::stop_source> more;
+  {
+    CancelLock g(f);
+    std::uint32_t w = cancel_word(f).load(std::memory_order_relaxed);
+    if (cancels(w, 0) && f->stop_src.stop_possible() && !f->stop_src.stop_requested()) one = f->stop_src;
+    for (DeadlineFrame* fr = f->frames; fr; fr = fr->outer)
+      if (fr->src.stop_possible() && !fr->src.stop_requested() && cancels(w, fr->depth)) more.push_back(fr->src);
+  }
+  if (one.stop_possible()) one.request_stop();
+  for (auto& s : more) s.request_stop();
+}
+
+void throw_cancelled() {
+  if (Fiber* f = current_fiber()) stop_own_tokens(f);
+  throw Cancelled();
+}
 
 void cancel_fiber(Fiber* f, std::uint32_t deadline_depth) noexcept {
   std::atomic<std::uint32_t>& word = cancel_word(f);
@@ -57,13 +81,12 @@ void cancel_fiber(Fiber* f, std::uint32_t deadline_depth) noexcept {
     } while (!word.compare_exchange_weak(cur, (cur & 1) | (deadline_depth << 1), std::memory_order_seq_cst,
                                          std::memory_order_relaxed));
   }
-  // Dekker with the scheduler's switch-out (fiber.hpp): our RMW above, then
-  // this load; its kSwitched RMW, then its load of the word.
-  std::uint64_t v = f->sync->load(std::memory_order_seq_cst);
-  if ((v & (kSwitched | kWoken | kCancellable)) == (kSwitched | kCancellable))
-    unpark(Parker{f, f->sync, v >> kGenShift}, WakeReason::Cancel);
-  // Stop tokens: copied out under the lock, stopped after it (callbacks run
-  // here and may do anything but park).
+  // Stop tokens first, then the wake: a fiber that observes its
+  // cancellation (a cancellation point throws) finds its tokens stopped and
+  // their callbacks run. (Waking first let a fiber woken on another worker
+  // catch Cancelled while its token still said no stop: cancel_test,
+  // StopCallbackFiresOnCancel.) Copied out under the lock, stopped after it
+  // (callbacks run here and may do anything but park).
   std::stop_source one{std::nostopstate};
   std::vector<std::stop_source> more;
   {
@@ -75,6 +98,11 @@ void cancel_fiber(Fiber* f, std::uint32_t deadline_depth) noexcept {
   }
   if (one.stop_possible()) one.request_stop();
   for (auto& s : more) s.request_stop();
+  // Dekker with the scheduler's switch-out (fiber.hpp): our RMW above, then
+  // this load; its kSwitched RMW, then its load of the word.
+  std::uint64_t v = f->sync->load(std::memory_order_seq_cst);
+  if ((v & (kSwitched | kWoken | kCancellable)) == (kSwitched | kCancellable))
+    unpark(Parker{f, f->sync, v >> kGenShift}, WakeReason::Cancel);
 }
 
 // Called by the scheduler after the switch-out of a parked fiber whose park
