@@ -1036,7 +1036,18 @@ TEST_P(Cancel, StressCancelVersusSendConservesValues) {
           }
         });
       };
-      auto start_rx = [&] { rx = weft::go([ch] { return ch.recv(); }); };
+      // Every other round the receiver is a select over ch and a channel
+      // nobody uses (the select's claim protocol instead of park_on's).
+      const bool via_select = i % 2;
+      auto start_rx = [&] {
+        rx = weft::go([ch, via_select] {
+          if (!via_select) return ch.recv();
+          Chan<int> idle(0);
+          std::optional<int> got;
+          weft::select(weft::recv(ch, [&](std::optional<int> v) { got = v; }), weft::recv(idle));
+          return got;
+        });
+      };
       if (receiver_first) {
         start_rx();
         start_tx();
@@ -1079,6 +1090,122 @@ TEST_P(Cancel, StressCancelVersusSendConservesValues) {
     }
     EXPECT_EQ(sent, received + rescued);
     EXPECT_EQ(received + recv_cancelled, rounds);
+  }, opts());
+}
+
+// Per round: a target fiber finishes (after a random delay) while a joiner
+// joins it and main cancels the joiner at a random moment. The target's
+// value is observed exactly once: either the joiner's join returned it
+// (the handle is then empty), or the join threw Cancelled, the handle is
+// still joinable, and main joins it for the value.
+TEST_P(Cancel, StressCancelVersusJoinCompletes) {
+  const int rounds = static_cast<int>(scaled(2000));
+  const unsigned seed = 99 + GetParam();
+  weft::run([rounds, seed] {
+    std::mt19937 rng(seed);
+    int by_joiner = 0, by_main = 0;
+    for (int i = 0; i < rounds; i++) {
+      unsigned target_spin = rng() % 3000, cancel_spin = rng() % 3000;
+      weft::JoinHandle<int> target = weft::go([i, target_spin] {
+        for (unsigned k = 0; k < target_spin; k++) asm volatile("" ::: "memory");
+        return i;
+      });
+      auto joiner = weft::go([&target] {
+        try {
+          return std::optional<int>(target.join());
+        } catch (const weft::Cancelled&) {
+          return std::optional<int>();
+        }
+      });
+      for (unsigned k = 0; k < cancel_spin; k++) asm volatile("" ::: "memory");
+      if (rng() % 2) weft::this_fiber::yield();
+      joiner.cancel();
+      std::optional<int> got = joiner.join();
+      if (got) {
+        ASSERT_EQ(*got, i);
+        ASSERT_FALSE(target.joinable()) << "join returned but left the handle joinable";
+        by_joiner++;
+      } else {
+        ASSERT_TRUE(target.joinable()) << "a cancelled join consumed the handle (round " << i << ")";
+        ASSERT_EQ(target.join(), i);
+        by_main++;
+      }
+    }
+    EXPECT_EQ(by_joiner + by_main, rounds);
+  }, opts());
+}
+
+// Per round: blocking() runs a short job (returning a heap object) while
+// main cancels the caller at a random moment. Either blocking() returned
+// the job's result, or it threw Cancelled and the pool drops the result
+// when the job ends (ASan: no leak). Afterwards every job has ended.
+TEST_P(Cancel, StressCancelVersusBlockingCompletes) {
+  const int rounds = static_cast<int>(scaled(500));
+  const unsigned seed = 4242 + GetParam();
+  weft::run([rounds, seed] {
+    std::mt19937 rng(seed);
+    auto ended = std::make_shared<std::atomic<int>>(0);
+    int returned = 0, cancelled = 0;
+    for (int i = 0; i < rounds; i++) {
+      unsigned job_us = rng() % 50, cancel_spin = rng() % 20000;
+      auto h = weft::go([i, job_us, ended] {
+        auto r = weft::blocking([i, job_us, ended] {
+          std::this_thread::sleep_for(std::chrono::microseconds(job_us));
+          ended->fetch_add(1);
+          return std::make_unique<int>(i);
+        });
+        return *r;
+      });
+      for (unsigned k = 0; k < cancel_spin; k++) asm volatile("" ::: "memory");
+      h.cancel();
+      try {
+        ASSERT_EQ(h.join(), i);
+        returned++;
+      } catch (const weft::Cancelled&) {
+        cancelled++;
+      }
+    }
+    EXPECT_EQ(returned + cancelled, rounds);
+    auto t0 = Clock::now();
+    while (ended->load() < rounds && since(t0) < kBound) weft::this_fiber::sleep_for(1ms);
+    EXPECT_EQ(ended->load(), rounds) << "a job did not run to its end";
+  }, opts());
+}
+
+// Per round: with_timeout with a deadline of 0-50 us around f, which either
+// computes for a random while and returns, or parks on an empty channel.
+// The frame's timer fires before, during or after f returns (on two workers,
+// on the other worker while the frame closes): with_timeout returns f's
+// value or throws Timeout (never Cancelled: nobody cancels from outside),
+// and afterwards the fiber is not cancelled and a point does not throw.
+TEST_P(Cancel, StressWithTimeoutRacingItsDeadline) {
+  const int rounds = static_cast<int>(scaled(3000));
+  const unsigned seed = 31337 + GetParam();
+  weft::run([rounds, seed] {
+    std::mt19937 rng(seed);
+    Chan<int> never(0);
+    int values = 0, timeouts = 0;
+    for (int i = 0; i < rounds; i++) {
+      auto d = std::chrono::microseconds(rng() % 50);
+      unsigned spin = rng() % 20000;
+      bool parks = rng() % 4 == 0;
+      try {
+        int v = weft::with_timeout(d, [&] {
+          for (unsigned k = 0; k < spin; k++) asm volatile("" ::: "memory");
+          if (parks) (void)never.recv();
+          return 1;
+        });
+        EXPECT_EQ(v, 1);
+        EXPECT_FALSE(parks);
+        values++;
+      } catch (const weft::Timeout&) {
+        timeouts++;
+      }
+      ASSERT_FALSE(weft::this_fiber::cancelled()) << "round " << i;
+      ASSERT_NO_THROW(weft::this_fiber::check_cancelled());
+    }
+    EXPECT_EQ(values + timeouts, rounds);
+    EXPECT_NO_THROW(weft::this_fiber::sleep_for(0ms));
   }, opts());
 }
 
