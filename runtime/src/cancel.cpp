@@ -45,11 +45,13 @@ bool cancels(std::uint32_t word, std::uint32_t depth) noexcept {
 
 // The fiber's side of "stop is requested when the fiber is cancelled": before
 // a cancellation point throws, the stop sources its cancel word cancels are
-// stopped, whoever else is still on the way to stopping them (a canceller
-// stops them before it wakes a parked fiber, but a running fiber, or one the
-// scheduler's side of the Dekker pair wakes, may reach its cancellation point
-// first). request_stop() is idempotent. Callbacks may then run here, on the
-// fiber, if it wins the race to request the stop.
+// stopped. The canceller stops them only after its wake (cancel_fiber), so a
+// fiber woken on another worker, or one that reaches a cancellation point
+// while running, could otherwise catch Cancelled while its token still said
+// no stop (cancel_test: StopCallbackFiresOnCancel, CpuLoopSeesCancelFrom-
+// PlainThread). request_stop() is idempotent: whoever requests first runs
+// the callbacks (here, on the fiber, if we win; a callback the canceller
+// runs may still be running when we throw, as std allows).
 void stop_own_tokens(Fiber* f) noexcept {
   std::stop_source one{std::nostopstate};
   std::vector<std::stop_source> more;
@@ -81,12 +83,18 @@ void cancel_fiber(Fiber* f, std::uint32_t deadline_depth) noexcept {
     } while (!word.compare_exchange_weak(cur, (cur & 1) | (deadline_depth << 1), std::memory_order_seq_cst,
                                          std::memory_order_relaxed));
   }
-  // Stop tokens first, then the wake: a fiber that observes its
-  // cancellation (a cancellation point throws) finds its tokens stopped and
-  // their callbacks run. (Waking first let a fiber woken on another worker
-  // catch Cancelled while its token still said no stop: cancel_test,
-  // StopCallbackFiresOnCancel.) Copied out under the lock, stopped after it
-  // (callbacks run here and may do anything but park).
+  // Dekker with the scheduler's switch-out (fiber.hpp): our RMW above, then
+  // this load; its kSwitched RMW, then its load of the word.
+  std::uint64_t v = f->sync->load(std::memory_order_seq_cst);
+  if ((v & (kSwitched | kWoken | kCancellable)) == (kSwitched | kCancellable))
+    unpark(Parker{f, f->sync, v >> kGenShift}, WakeReason::Cancel);
+  // Stop tokens: copied out under the lock, stopped after it (callbacks run
+  // here and may do anything but park). The wake comes first on purpose: a
+  // callback that ends what the fiber waits for (a blocking() job waiting
+  // on the token) would otherwise complete the operation before the Cancel
+  // wake, and blocking() would return instead of throwing. The fiber, when
+  // it throws Cancelled, requests the stop itself if we have not yet
+  // (stop_own_tokens), so its tokens report the stop by then.
   std::stop_source one{std::nostopstate};
   std::vector<std::stop_source> more;
   {
@@ -98,11 +106,6 @@ void cancel_fiber(Fiber* f, std::uint32_t deadline_depth) noexcept {
   }
   if (one.stop_possible()) one.request_stop();
   for (auto& s : more) s.request_stop();
-  // Dekker with the scheduler's switch-out (fiber.hpp): our RMW above, then
-  // this load; its kSwitched RMW, then its load of the word.
-  std::uint64_t v = f->sync->load(std::memory_order_seq_cst);
-  if ((v & (kSwitched | kWoken | kCancellable)) == (kSwitched | kCancellable))
-    unpark(Parker{f, f->sync, v >> kGenShift}, WakeReason::Cancel);
 }
 
 // Called by the scheduler after the switch-out of a parked fiber whose park

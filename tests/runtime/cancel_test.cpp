@@ -635,37 +635,36 @@ TEST_P(Cancel, EndingWithCancelledIsNotAPanic) {
 
 // A std::stop_callback registered on the fiber's stop_token fires on cancel.
 // When the fiber observes Cancelled at its cancellation point, its token
-// reports stop_requested() (always), and when the fiber was parked before
-// the cancel, the callback has run too (the canceller stops the tokens
-// before it wakes the fiber; a fiber that had not parked yet may throw while
-// a canceller on another thread is still inside the callback, as std allows).
+// already reports stop_requested() (the fiber requests the stop itself if
+// the canceller has not yet: the canceller wakes it first). The callback
+// has run once both cancel() and join() returned (it may still be running
+// on the canceller's thread when the fiber throws, as std allows).
 // Repeated, the canceller being main or (every other round) a plain thread:
 // the woken fiber may run on another worker at once, racing the canceller;
 // the callback takes a little while to widen that window.
 TEST_P(Cancel, StopCallbackFiresOnCancel) {
   const int rounds = static_cast<int>(scaled(300));
   weft::run([rounds] {
-    int bad = 0;
+    int bad = 0, not_fired = 0;
     for (int i = 0; i < rounds; i++) {
       Chan<int> ch(0);
-      const bool parked_first = i % 4 < 2;
-      auto h = weft::go([ch, parked_first] {
+      auto fired = std::make_shared<std::atomic<bool>>(false);
+      auto h = weft::go([ch, fired] {
         auto tok = weft::this_fiber::stop_token();
         EXPECT_TRUE(tok.stop_possible());
         EXPECT_FALSE(tok.stop_requested());
-        std::atomic<bool> fired{false};
-        std::stop_callback cb(tok, [&fired] {
+        std::stop_callback cb(tok, [fired] {
           std::this_thread::sleep_for(50us);
-          fired = true;
+          fired->store(true);
         });
         try {
           (void)ch.recv();
         } catch (const weft::Cancelled&) {
-          return tok.stop_requested() && (fired.load() || !parked_first);
+          return tok.stop_requested();
         }
         return false;
       });
-      if (parked_first) wait_parked(1);
+      if (i % 4 < 2) wait_parked(1);
       if (i % 2) {
         std::thread t([&h] { h.cancel(); });
         t.join();
@@ -673,8 +672,10 @@ TEST_P(Cancel, StopCallbackFiresOnCancel) {
         h.cancel();
       }
       if (!h.join()) bad++;
+      if (!fired->load()) not_fired++;
     }
-    EXPECT_EQ(bad, 0) << "Cancelled observed before the stop token was stopped";
+    EXPECT_EQ(bad, 0) << "Cancelled observed while the stop token said no stop";
+    EXPECT_EQ(not_fired, 0) << "the stop callback never ran";
   }, opts());
 }
 
@@ -699,8 +700,12 @@ TEST_P(Cancel, StopTokenAfterCancelIsStopped) {
 
 // The stop token handed to a blocking() job: the job waits on a
 // std::condition_variable_any with the token (blocking its pool thread,
-// not a worker). Cancelling the fiber makes blocking() throw at once, and
-// the token's stop wakes the job, which then ends.
+// not a worker). Cancelling the fiber makes blocking() throw, and the
+// token's stop wakes the job, which then ends. (The canceller wakes the
+// fiber before it stops the token, so blocking() throws; only if the job
+// could end and mark itself done between that wake and the fiber taking
+// the job's lock would blocking() return, the job having completed: a
+// legal outcome, accepted here, that a chaos build can produce.)
 TEST_P(Cancel, StopTokenWakesBlockingJob) {
   weft::run([] {
     auto ended = std::make_shared<std::atomic<int>>(0);
@@ -716,7 +721,10 @@ TEST_P(Cancel, StopTokenWakesBlockingJob) {
     });
     wait_parked(1);
     h.cancel();
-    EXPECT_THROW(h.join(), weft::Cancelled);
+    bool threw = throws_cancelled([&] { h.join(); });
+    if (!threw) {
+      EXPECT_NE(ended->load(), 0) << "blocking() returned before its job ended";
+    }
     auto t0 = Clock::now();
     while (ended->load() == 0 && since(t0) < kBound + 5s) weft::this_fiber::sleep_for(1ms);
     EXPECT_EQ(ended->load(), 1) << "the job was not woken by the stop token";
