@@ -3,7 +3,9 @@
 // fiber parked in each kind of cancellation point, the consistency rules (a
 // cancelled operation did nothing, a completed one wins over a racing
 // cancel), stickiness, CancelShield, join semantics, stop tokens,
-// with_timeout/with_deadline frames, mass cancellation and two stress races.
+// with_timeout/with_deadline frames, mass cancellation, and stress races of a
+// cancel against a send, a join, a blocking() job, a with_timeout deadline
+// and CondVar notifies completing.
 // Scope is not covered here (weft/scope.hpp has its own suite).
 //
 // How a test knows a fiber is parked before it cancels it: wait_parked(n)
