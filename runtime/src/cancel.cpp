@@ -43,13 +43,39 @@ bool cancels(std::uint32_t word, std::uint32_t depth) noexcept {
 
 }  // namespace
 
-void throw_cancelled() { throw Cancelled(); }
+// The fiber's side of "stop is requested when the fiber is cancelled": before
+// a cancellation point throws, the stop sources its cancel word cancels are
+// stopped. The canceller stops them only after its wake (cancel_fiber), so a
+// fiber woken on another worker, or one that reaches a cancellation point
+// while running, could otherwise catch Cancelled while its token still said
+// no stop (cancel_test: StopCallbackFiresOnCancel, CpuLoopSeesCancelFrom-
+// PlainThread). request_stop() is idempotent: whoever requests first runs
+// the callbacks (here, on the fiber, if we win; a callback the canceller
+// runs may still be running when we throw, as std allows).
+void stop_tokens(Fiber* f) noexcept {
+  std::stop_source one{std::nostopstate};
+  std::vector<std::stop_source> more;
+  {
+    CancelLock g(f);
+    std::uint32_t w = cancel_word(f).load(std::memory_order_relaxed);
+    if (cancels(w, 0) && f->stop_src.stop_possible() && !f->stop_src.stop_requested()) one = f->stop_src;
+    for (DeadlineFrame* fr = f->frames; fr; fr = fr->outer)
+      if (fr->src.stop_possible() && !fr->src.stop_requested() && cancels(w, fr->depth)) more.push_back(fr->src);
+  }
+  if (one.stop_possible()) one.request_stop();
+  for (auto& s : more) s.request_stop();
+}
+
+void throw_cancelled() {
+  if (Fiber* f = current_fiber()) stop_tokens(f);
+  throw Cancelled();
+}
 
 __attribute__((visibility("hidden"))) std::atomic<bool> g_cancel_seen{false};
 
 void cancellation_point_slow() {
   Fiber* f = current_fiber();
-  if (f && cancel_word(f).load(std::memory_order_relaxed) != 0 && f->shield == 0) throw Cancelled();
+  if (f && cancel_word(f).load(std::memory_order_relaxed) != 0 && f->shield == 0) throw_cancelled();
 }
 
 void cancel_fiber(Fiber* f, std::uint32_t deadline_depth) noexcept {
@@ -71,16 +97,14 @@ void cancel_fiber(Fiber* f, std::uint32_t deadline_depth) noexcept {
   if ((v & (kSwitched | kWoken | kCancellable)) == (kSwitched | kCancellable))
     unpark(Parker{f, f->sync, v >> kGenShift}, WakeReason::Cancel);
   // Stop tokens: copied out under the lock, stopped after it (callbacks run
-  // here and may do anything but park).
-  std::stop_source one{std::nostopstate};
-  std::vector<std::stop_source> more;
-  {
-    CancelLock g(f);
-    std::uint32_t w = word.load(std::memory_order_relaxed);
-    if (cancels(w, 0) && f->stop_src.stop_possible()) one = f->stop_src;
-    for (DeadlineFrame* fr = f->frames; fr; fr = fr->outer)
-      if (fr->src.stop_possible() && cancels(w, fr->depth)) more.push_back(fr->src);
-  }
+  // here and may do anything but park). The wake comes first on purpose: a
+  // callback that ends what the fiber waits for (a blocking() job waiting
+  // on the token) would otherwise complete the operation before the Cancel
+  // wake, and blocking() would return instead of throwing. The fiber, when
+  // it throws Cancelled, requests the stop itself if we have not yet
+  // (stop_tokens), so its tokens report the stop by then.
+  stop_tokens(f);
+}
   if (one.stop_possible()) one.request_stop();
   for (auto& s : more) s.request_stop();
 }

@@ -201,7 +201,7 @@ void begin_unwinding() noexcept {
 
 void throw_unwind() {
   Fiber* f = current_fiber();
-  if (f && !shutting_down()) throw Cancelled();
+  if (f && !shutting_down()) throw_cancelled();  // stops the fiber's tokens first (cancel.cpp)
   if (f) mark_unwinding(f);
   throw detail::FiberUnwind{};
 }

@@ -223,14 +223,12 @@ std::cv_status CondVar::wait_until(std::unique_lock<Mutex>& lock, Clock::time_po
   WakeReason r = rt::park_until(w.parker, deadline);
   if (r != WakeReason::Event) {
     std::lock_guard<detail::SpinLock> g(b.lock);
-    if (w.queued) {
-      detail::lot_remove(b, &w);
-    } else if (r == WakeReason::Cancel) {
-      // A notify_one chose us but our cancellation won the claim: pass the
-      // notification on, or another waiter could sleep through it. (The
-      // lot only compares the key: safe even if the CondVar is gone.)
-      detail::lot_wake_one(b, this);
-    }
+    // Not queued any more: a notify popped us after our timeout or
+    // cancellation had won the claim. Nothing to pass on: that notify's
+    // unpark failed, so lot_wake_one went on to the next waiter (notify_all
+    // woke them all). Passing it on again here woke a second waiter for one
+    // notify_one (cancel_test: NotifyOneRacingCancelWakesExactlyOne).
+    if (w.queued) detail::lot_remove(b, &w);
   }
   if (r == WakeReason::Cancel) {
     // std's rule: the lock is held again when wait() throws. At shutdown
