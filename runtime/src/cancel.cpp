@@ -43,9 +43,10 @@ bool cancels(std::uint32_t word, std::uint32_t depth) noexcept {
 
 }  // namespace
 
-// The fiber's side of "stop is requested when the fiber is cancelled": before
-// a cancellation point throws, the stop sources its cancel word cancels are
-// stopped. The canceller stops them only after its wake (cancel_fiber), so a
+// Requests stop on the stop sources of f that its cancel word cancels:
+// copied out under cancel_lock, stopped after it. Called by the canceller
+// (after its wake) and by the fiber itself before a cancellation point
+// throws. The canceller stops them only after its wake (cancel_fiber), so a
 // fiber woken on another worker, or one that reaches a cancellation point
 // while running, could otherwise catch Cancelled while its token still said
 // no stop (cancel_test: StopCallbackFiresOnCancel, CpuLoopSeesCancelFrom-
@@ -96,17 +97,13 @@ void cancel_fiber(Fiber* f, std::uint32_t deadline_depth) noexcept {
   std::uint64_t v = f->sync->load(std::memory_order_seq_cst);
   if ((v & (kSwitched | kWoken | kCancellable)) == (kSwitched | kCancellable))
     unpark(Parker{f, f->sync, v >> kGenShift}, WakeReason::Cancel);
-  // Stop tokens: copied out under the lock, stopped after it (callbacks run
-  // here and may do anything but park). The wake comes first on purpose: a
+  // Stop tokens (callbacks run here and may do anything but park). The wake comes first on purpose: a
   // callback that ends what the fiber waits for (a blocking() job waiting
   // on the token) would otherwise complete the operation before the Cancel
   // wake, and blocking() would return instead of throwing. The fiber, when
   // it throws Cancelled, requests the stop itself if we have not yet
   // (stop_tokens), so its tokens report the stop by then.
   stop_tokens(f);
-}
-  if (one.stop_possible()) one.request_stop();
-  for (auto& s : more) s.request_stop();
 }
 
 // Called by the scheduler after the switch-out of a parked fiber whose park
