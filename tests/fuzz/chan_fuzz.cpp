@@ -37,8 +37,9 @@
 // try_recv or close, before anything that operation woke has run (else
 // before the next step, or at the end, as a plain cancel). Cancellation is
 // sticky: every later cancellation point of the actor throws. Opcodes were
-// value % 11 before cancel: gen_seeds.py --upgrade rewrites such inputs. chan byte: v = byte % 9; 8 (or no channel yet)
-// is the nil channel, else channel v % channels. select spec: a byte n
+// value % 11 before cancel: gen_seeds.py --upgrade rewrites such inputs.
+// chan byte: v = byte % 9; 8 (or no channel yet) is the nil channel, else
+// channel v % channels. select spec: a byte n
 // (cases = 1 + n % 4; after = n / 4 % 4: none / after(0) / after(1 h) /
 // after(1 ms); otherwise() when n / 16 is odd), then per case a byte c: a
 // send case when c is odd, on chan byte c / 2. Every value sent is a fresh unique id (1, 2,
@@ -152,13 +153,17 @@
 //     after(1 ms) timer may have won first ("select after"). An idle
 //     actor just becomes cancelled.
 //   - A late cancel comes right after the driver's operation: whatever that
-//     operation completed stays completed (it won: the woken actor reports
-//     its outcome, then throws at its next cancellation point). The
-//     cancelled actor's parked operation races the fibers that operation
-//     woke, which may complete it before it withdraws (a peer's send meets
-//     its entry first): its report tells which, and the model follows it
-//     as for a timer: a parked entry whose actor (cancelled) reported
-//     "cancelled" is dead, dropped wherever the model meets it.
+//     operation completed stays completed (it won over the cancel: the
+//     woken actor reports its outcome, and a woken range or sendn then
+//     throws at its next recv / send); an operation it did not complete
+//     withdraws, as for a plain cancel. (The fibers that operation woke
+//     run in the same settle as the cancelled one; were one of them to
+//     meet the cancelled actor's entry before it withdrew, the peer would
+//     win. The model allows it as for a timer, by the report: a parked
+//     entry whose cancelled actor reported "cancelled" is dead, dropped
+//     wherever the model meets it. With these opcodes it cannot happen: a
+//     woken range / sendn goes on on the same channel in the same
+//     direction, and a channel never holds parked entries of both.)
 //   After each step no cancelled actor is still parked.
 // Free-running actors (range, sendn) continue after a wake without waiting
 // for the driver: the model runs the actor that is running until it parks,
