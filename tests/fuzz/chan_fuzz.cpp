@@ -12,7 +12,7 @@
 // The input is a byte string: byte 0 picks the element type (bit 0: int, or
 // the move-only std::unique_ptr<int>) and, for the fuzzer, the mode (bit 1:
 // strict or loose; the replay runs every input in both); then each step is an opcode byte
-// (value % 11) and its operands (a missing byte reads as 0; at most 200 steps):
+// (value % 12) and its operands (a missing byte reads as 0; at most 200 steps):
 //   0 make     cap (byte % 5)                 a new channel (at most 4)
 //   1 send     actor, chan                    actor sends a fresh value
 //   2 recv     actor, chan                    actor receives once
@@ -26,10 +26,20 @@
 //                                             unless it has an after(0)
 //  10 sleep                                   the driver sleeps 1 ms (lets
 //                                             after(1 ms) fire; once per input)
+//  11 cancel   actor                          the driver: JoinHandle::cancel()
+//                                             (late when (byte / 6) is odd)
 // actor byte: slot = byte % 6; a new actor is started with weft::go when
 // (byte / 6) is odd, else with weft::spawn. A step for a busy actor (parked
-// in an operation) is skipped. chan byte: v = byte % 9; 8 (or no channel yet)
-// is the nil channel, else channel v % channels. select spec: a byte n
+// in an operation) is skipped. cancel: an actor started with spawn has no
+// handle (skipped); one not started yet is started with go, idle, and
+// cancelled before it first runs. A late cancel (strict mode) is issued
+// right after the next step's operation if that step is a try_send,
+// try_recv or close, before anything that operation woke has run (else
+// before the next step, or at the end, as a plain cancel). Cancellation is
+// sticky: every later cancellation point of the actor throws. Opcodes were
+// value % 11 before cancel: gen_seeds.py --upgrade rewrites such inputs.
+// chan byte: v = byte % 9; 8 (or no channel yet) is the nil channel, else
+// channel v % channels. select spec: a byte n
 // (cases = 1 + n % 4; after = n / 4 % 4: none / after(0) / after(1 h) /
 // after(1 ms); otherwise() when n / 16 is odd), then per case a byte c: a
 // send case when c is odd, on chan byte c / 2. Every value sent is a fresh unique id (1, 2,
@@ -41,7 +51,11 @@
 // driver executes the non-blocking operations itself; blocking ones go to
 // actor fibers, which park on a condition variable while idle and take one
 // command at a time. Each actor appends what it observes (send ok, value
-// received, case chosen, ...) to its own report queue. After each step the
+// received, case chosen, cancelled, ...) to its own report queue. Only the
+// channel operation runs unshielded: the idle wait and the reporting run
+// in a CancelShield, so a cancelled actor lives on and takes commands; a
+// Cancelled thrown by the operation is its outcome "cancelled" and ends
+// the command (a sendn sends no more, a range stops). After each step the
 // driver settles: it yields until every other fiber is parked
 // (weft::stats().fibers_parked + 1 == fibers_live), i.e. every actor is idle
 // or parked in its operation and nothing is runnable. That is a condition
@@ -65,10 +79,20 @@
 //     on a channel the driver has begun to close; try_send throws exactly
 //     when the channel is closed and close exactly on a second close (only
 //     the driver closes); a select's handler and unchosen values (as strict);
-//   - at the end the driver closes every channel, drains it, and waits for
-//     every actor to finish (20 s: only a lost wake gets near it), then:
+//   - cancel (never late) at any time. "cancelled" only from an actor the
+//     driver has cancelled; once an actor knows it is cancelled (an earlier
+//     operation threw Cancelled, or the driver's cancel() returned before
+//     it handed the command over), every command that is a cancellation
+//     point throws Cancelled at entry (checked by the actor, in both modes);
+//     a cancelled select ran no handler and left every value intact.
+//     Commands that could park forever run in actors started with go (the
+//     end cancels them), and are skipped in the others;
+//   - at the end the driver closes every channel, drains it, cancels the
+//     actors parked forever, and waits for every actor to finish (20 s: only
+//     a lost wake gets near it) and joins those with a handle, then:
 //     every value reported sent was received exactly once, from the channel
-//     it was sent on; nothing received that nobody sent; and per-sender FIFO
+//     it was sent on; no value whose send (or select) threw Cancelled was
+//     received; nothing received that nobody sent; and per-sender FIFO
 //     per channel: each receive is stamped from one seq_cst counter before
 //     the call and after it returns, and if one sender sent u before v on a
 //     channel, the receive of v must not have returned before the receive of
@@ -114,6 +138,33 @@
 //   which happened. So a parked entry whose actor has reported "select
 //   after" is dead: the model drops it (and the actor's other entries)
 //   wherever it meets one (readiness, dequeue), and at the end of each step.
+//   Cancel (JoinHandle::cancel; the API's rule: an operation either
+//   completed, because a peer completed it before the cancel won, or did
+//   nothing). Every command but a select with otherwise() is a cancellation
+//   point; try_*, close and the driver's selects are never affected.
+//   - A cancelled actor's later commands that are cancellation points
+//     report "cancelled" at once and touch no channel (sticky; a nil or
+//     closed channel, a ready case, after(0) alike); a range or sendn woken
+//     and continuing throws at its next recv / send.
+//   - A plain cancel happens with every other fiber parked (the driver
+//     settled), so no peer can complete the actor's parked operation in
+//     that step: it must withdraw every entry (all of a select's) and
+//     report "cancelled", with no effect on any channel; only an
+//     after(1 ms) timer may have won first ("select after"). An idle
+//     actor just becomes cancelled.
+//   - A late cancel comes right after the driver's operation: whatever that
+//     operation completed stays completed (it won over the cancel: the
+//     woken actor reports its outcome, and a woken range or sendn then
+//     throws at its next recv / send); an operation it did not complete
+//     withdraws, as for a plain cancel. (The fibers that operation woke
+//     run in the same settle as the cancelled one; were one of them to
+//     meet the cancelled actor's entry before it withdrew, the peer would
+//     win. The model allows it as for a timer, by the report: a parked
+//     entry whose cancelled actor reported "cancelled" is dead, dropped
+//     wherever the model meets it. With these opcodes it cannot happen: a
+//     woken range / sendn goes on on the same channel in the same
+//     direction, and a channel never holds parked entries of both.)
+//   After each step no cancelled actor is still parked.
 // Free-running actors (range, sendn) continue after a wake without waiting
 // for the driver: the model runs the actor that is running until it parks,
 // then the woken ones in the order woken. That order is a scheduling choice
@@ -172,7 +223,7 @@ Val val_of(const std::unique_ptr<int>& p) { return p ? static_cast<Val>(*p) : 0;
 // ---- observations ---------------------------------------------------------------
 
 enum class Ev : std::uint8_t {
-  SendOk, SendClosed, RecvVal, RecvClosed, SelCase, SelThrow, SelAfter, SelDefault, RangeVal, RangeEnd
+  SendOk, SendClosed, RecvVal, RecvClosed, SelCase, SelThrow, SelAfter, SelDefault, RangeVal, RangeEnd, Cancelled
 };
 
 struct Obs {
@@ -185,7 +236,7 @@ struct Obs {
 std::string str(const Obs& o) {
   static const char* const names[] = {"send ok", "send threw ChanClosed", "recv", "recv nullopt",
                                       "select case", "select threw ChanClosed", "select after",
-                                      "select otherwise", "range value", "range end"};
+                                      "select otherwise", "range value", "range end", "cancelled"};
   std::string s = names[static_cast<int>(o.ev)];
   if (o.ev == Ev::SelCase) s += " " + std::to_string(o.idx);
   if (o.ev == Ev::RecvVal || o.ev == Ev::RangeVal || o.ev == Ev::SelCase)
@@ -217,7 +268,15 @@ struct Cmd {
   SelSpec sel;
   std::vector<Val> vals;  // Send, SendN
   int chi = -1;           // Send, SendN, Recv, Range: ch[0]'s index (-1: nil)
+  bool precancelled = false;  // the driver's cancel() of the actor returned before it handed this over
 };
+
+// Every command is a cancellation point (it throws Cancelled at entry in a
+// cancelled actor) but a select with otherwise().
+template <class T>
+bool cancel_point(const Cmd<T>& c) {
+  return !(c.op == Op::Select && c.sel.dflt);
+}
 
 // ---- select with a runtime list of cases -----------------------------------------
 
@@ -305,6 +364,13 @@ Obs run_select(const SelSpec& s, const weft::Chan<T>* ch) {
   } catch (const weft::ChanClosed&) {
     if (r.fires != 0) die("chan_fuzz: select threw ChanClosed after running a handler (case %d)\n", r.fired);
     return {Ev::SelThrow};
+  } catch (const weft::Cancelled&) {  // it did nothing: no handler, every send case's value intact
+    if (r.fires != 0) die("chan_fuzz: select threw Cancelled after running a handler (case %d)\n", r.fired);
+    for (int i = 0; i < s.n; i++)
+      if (s.c[i].send && val_of(r.vals[i]) != s.c[i].val)
+        die("chan_fuzz: select threw Cancelled; send case %d's value is %u afterwards, expected %u\n", i,
+            val_of(r.vals[i]), s.c[i].val);
+    return {Ev::Cancelled};
   }
   int n = s.n;
   int want = idx < static_cast<std::size_t>(n) ? static_cast<int>(idx)
@@ -343,6 +409,7 @@ struct Box {
   Cmd<T> cmd;
   std::deque<Obs> obs;   // reports not yet consumed by the model (strict mode)
   bool exited = false;
+  bool saw_cancel = false;  // the actor's own: one of its operations threw Cancelled
   weft::CondVar cv;      // has_cmd or stop
 };
 
@@ -359,6 +426,7 @@ struct World {
   weft::CondVar exited_cv;  // loose: running dropped
   std::vector<LogEv> log;   // loose
   std::atomic<bool> closed[kMaxChans] = {};  // set by the driver just before close()
+  std::atomic<bool> cancel_req[kActors] = {};  // set by the driver just before JoinHandle::cancel()
   std::atomic<std::uint64_t> clock{1};       // loose: stamps (seq_cst)
   std::uint64_t stamp() { return clock.fetch_add(1, std::memory_order_seq_cst); }
 };
@@ -392,6 +460,10 @@ bool send_closed(World<T>& w, const SelSpec& s) {
 
 template <class T>
 void record(World<T>& w, int who, LogEv e, const SelSpec* sel = nullptr) {
+  weft::CancelShield shield;  // the harness's own bookkeeping never throws Cancelled
+  if (e.o.ev == Ev::Cancelled && (who < 0 || !w.cancel_req[who].load()))
+    die("chan_fuzz: MISMATCH: %s %d: an operation threw Cancelled, but nobody cancelled it\n",
+        who < 0 ? "driver" : "actor", who);
   if (w.loose) {
     bool closed_outcome = e.o.ev == Ev::SendClosed || e.o.ev == Ev::RecvClosed || e.o.ev == Ev::RangeEnd ||
                           (e.o.ev == Ev::SelCase && e.ch >= 0 && e.o.val == 0 && e.val == 0);
@@ -407,9 +479,25 @@ void record(World<T>& w, int who, LogEv e, const SelSpec* sel = nullptr) {
   else if (who >= 0) w.box[who].obs.push_back(e.o);
 }
 
+// Runs one command. Only the channel operations themselves run unshielded:
+// a Cancelled they throw is reported as the outcome "cancelled" and ends the
+// command (a sendn sends no more, a range stops). Checked here, in both
+// modes: once the actor's cancellation is known to it (an earlier operation
+// threw Cancelled, or the driver's cancel() returned before it handed this
+// command over), a command that is a cancellation point throws Cancelled
+// at entry: its first outcome is "cancelled" (sticky cancellation).
 template <class T>
 void run_cmd(World<T>& w, int a, Cmd<T>& c) {
-  auto rec = [&](LogEv e) { record(w, a, e); };
+  Box<T>& b = w.box[a];
+  bool must_throw = cancel_point(c) && (c.precancelled || b.saw_cancel);
+  auto rec = [&](LogEv e) {
+    if (must_throw && e.o.ev != Ev::Cancelled)
+      die("chan_fuzz: MISMATCH: actor %d is cancelled (%s), but its %s reported '%s' instead of throwing "
+          "Cancelled at entry\n", a, b.saw_cancel ? "an earlier operation threw Cancelled" : "cancel() returned before",
+          c.op == Op::Select ? "select" : "operation", str(e.o).c_str());
+    if (e.o.ev == Ev::Cancelled) b.saw_cancel = true;
+    record(w, a, e, c.op == Op::Select ? &c.sel : nullptr);
+  };
   switch (c.op) {
     case Op::Send:
     case Op::SendN:
@@ -419,22 +507,36 @@ void run_cmd(World<T>& w, int a, Cmd<T>& c) {
         } catch (const weft::ChanClosed&) {
           rec({a, {Ev::SendClosed}, v, c.chi});
           break;
+        } catch (const weft::Cancelled&) {
+          rec({a, {Ev::Cancelled}, v, c.chi});  // the value was not delivered (loose_end checks it)
+          break;
         }
         rec({a, {Ev::SendOk}, v, c.chi});
       }
       break;
     case Op::Recv: {
       std::uint64_t t0 = w.stamp();
-      std::optional<T> v = c.ch[0].recv();
+      std::optional<T> v;
+      try {
+        v = c.ch[0].recv();
+      } catch (const weft::Cancelled&) {
+        rec({a, {Ev::Cancelled}, 0, c.chi});
+        break;
+      }
       std::uint64_t t1 = w.stamp();
       rec({a, v ? Obs{Ev::RecvVal, -1, val_of(*v)} : Obs{Ev::RecvClosed}, 0, c.chi, t0, t1});
       break;
     }
     case Op::Range: {
       std::uint64_t t0 = w.stamp();
-      for (T v : c.ch[0]) {  // each iteration's recv starts after the previous body ends
-        rec({a, {Ev::RangeVal, -1, val_of(v)}, 0, c.chi, t0, w.stamp()});
-        t0 = w.stamp();
+      try {
+        for (T v : c.ch[0]) {  // each iteration's recv starts after the previous body ends
+          rec({a, {Ev::RangeVal, -1, val_of(v)}, 0, c.chi, t0, w.stamp()});
+          t0 = w.stamp();
+        }
+      } catch (const weft::Cancelled&) {
+        rec({a, {Ev::Cancelled}, 0, c.chi});
+        break;
       }
       rec({a, {Ev::RangeEnd}, 0, c.chi});
       break;
@@ -442,7 +544,13 @@ void run_cmd(World<T>& w, int a, Cmd<T>& c) {
     case Op::Select: {
       std::uint64_t t0 = w.stamp();
       Obs o = run_select<T>(c.sel, c.ch);
-      record(w, a, sel_event(a, c.sel, o, t0, w.stamp()), &c.sel);
+      if (o.ev == Ev::Cancelled && w.loose) {  // loose_end checks that none of its values arrives
+        weft::CancelShield shield;
+        std::lock_guard<weft::Mutex> g(w.mu);
+        for (int i = 0; i < c.sel.n; i++)
+          if (c.sel.c[i].send) w.log.push_back({a, {Ev::Cancelled}, c.sel.c[i].val, c.sel.c[i].ch});
+      }
+      rec(sel_event(a, c.sel, o, t0, w.stamp()));
       break;
     }
   }
@@ -450,14 +558,16 @@ void run_cmd(World<T>& w, int a, Cmd<T>& c) {
 
 // An actor: idle, it parks on its box's condition variable until the driver
 // hands it a command or tells it to stop (an idle actor is parked, so the
-// strict mode's settle can wait for "every fiber parked"). FiberUnwind
-// (shutdown) passes through untouched.
+// strict mode's settle can wait for "every fiber parked"). The idle wait is
+// shielded (CancelShield): a cancelled actor stays an actor, and only its
+// channel operations throw. FiberUnwind (shutdown) passes through untouched.
 template <class T>
 void actor_main(std::shared_ptr<World<T>> w, int a) {
   Box<T>& b = w->box[a];
   for (;;) {
     Cmd<T> cmd;
     {
+      weft::CancelShield shield;
       std::unique_lock<weft::Mutex> lk(w->mu);
       b.busy = false;
       b.cv.wait(lk, [&] { return b.has_cmd || w->stop; });
@@ -500,6 +610,7 @@ struct MActor {
   int ch = -1;
   std::deque<Val> todo;  // Send, SendN: values still to send, current first
   SelSpec sel;
+  bool cancelled = false;  // the model's: cancel() applies from here on (sticky)
 };
 
 struct Reader {
@@ -517,6 +628,7 @@ class Interp {
   void run() {
     for (step_ = 0; step_ < kMaxSteps && !in_.empty(); step_++) do_step();
     if (loose_) return loose_end();
+    if (late_ >= 0) flush_late();
     // Drain what is left (parked senders refill buffers; sendn actors go on).
     for (int c = 0; c < static_cast<int>(ch_.size()); c++) {
       for (int guard = 0; !m_[c].buf.empty() || !m_[c].sendq.empty(); guard++, step_++) {
@@ -528,11 +640,11 @@ class Interp {
     stop_actors();
     settle();
     for (int a = 0; a < kActors; a++)
-      if (timed_out(a)) reap(a);
+      if (withdrew(a)) reap(a);
     for (int a = 0; a < kActors; a++) {
       if (act_[a].st == St::Idle && !w_->box[a].exited) fail("idle actor %d did not stop", a);
       if (act_[a].st == St::Busy && w_->box[a].exited) fail("parked actor %d exited", a);
-      if (handle_[a].joinable() && act_[a].st == St::Idle) handle_[a].join();
+      if (handle_[a].joinable() && act_[a].st == St::Idle) join(a);
     }
     // Returning unwinds the actors still parked (their handles detach).
   }
@@ -598,7 +710,9 @@ class Interp {
   weft::Chan<T> chan(int c) const { return c < 0 ? weft::Chan<T>() : ch_[c]; }
 
   void do_step() {
-    std::uint8_t op = in_.u8() % 11;
+    std::uint8_t op = in_.u8() % 12;
+    if (late_ >= 0 && (op < 6 || op > 8)) flush_late();  // only try_send, try_recv, close carry it
+    if (op == 11) return cancel_step();
     if (op == 10) {
       if (++sleeps_ > 1) return note("sleep (skipped: one per input)");
       note("sleep 1 ms");
@@ -645,6 +759,7 @@ class Interp {
     std::string what = m.op == Op::Select ? sel_str(m.sel) : std::string(names[op - 1]) + " " +
                        (m.ch < 0 ? std::string("nil") : "c" + std::to_string(m.ch));
     for (Val v : m.todo) what += " " + std::to_string(v);
+    cmd.precancelled = cancel_sent_[a];
     if (loose_) return loose_actor(a, use_go, std::move(cmd), m, what);
     if (act_[a].st == St::Busy) return note("actor %d: %s (skipped: busy)", a, what.c_str());
     if (m.ch >= 0 && m.op == Op::Range && m_[m.ch].ranger >= 0)
@@ -655,6 +770,7 @@ class Interp {
     if (act_[a].st == St::Absent) start_actor(a, use_go);
     if (m.ch >= 0 && m.op == Op::Range) m_[m.ch].ranger = a;
     if (m.ch >= 0 && m.op == Op::SendN) m_[m.ch].sendner = a;
+    m.cancelled = act_[a].cancelled;
     act_[a] = m;
     hand(a, std::move(cmd));
     settle();
@@ -679,15 +795,17 @@ class Interp {
       bool closed = c >= 0 && closed_[c];
       if (threw != closed) fail("try_send: %s on a channel that is%s closed", threw ? "ChanClosed" : "no ChanClosed", closed ? "" : " not");
       origin_[v] = {-1, c};
-    if (ok) record(*w_, -1, {-1, {Ev::SendOk}, v, c});
+      if (ok) record(*w_, -1, {-1, {Ev::SendOk}, v, c});
       return;
     }
+    int lc = late_issue();
     settle();
     Ready r = m_send(c, v);
     const char* got = ok ? "true" : threw ? "ChanClosed" : "false";
     if (r == Ready::Done && !ok) fail("try_send: expected true, got %s", got);
     if (r == Ready::Closed && !threw) fail("try_send: expected ChanClosed, got %s", got);
     if (r == Ready::No && (ok || threw)) fail("try_send: expected false, got %s", got);
+    late_apply(lc);
     end_step();
   }
   void try_recv(int c) {
@@ -701,11 +819,13 @@ class Interp {
       if (v) record(*w_, -1, {-1, {Ev::RecvVal, -1, gotv}, 0, c, t0, t1});
       return;
     }
+    int lc = late_issue();
     settle();
     Val want = 0;
     Ready r = m_recv(c, &want);
     if (r != Ready::Done) want = 0;
     if (gotv != want) fail("try_recv: expected %u, got %u (0: nullopt)", want, gotv);
+    late_apply(lc);
     end_step();
   }
   void close(int c) {
@@ -723,10 +843,12 @@ class Interp {
       if (c >= 0) closed_[c] = true;
       return;
     }
+    int lc = late_issue();
     settle();
     bool want = c < 0 || m_[c].closed;
     if (threw != want) fail("close: expected %s, got %s", want ? "ChanClosed" : "no throw", threw ? "ChanClosed" : "no throw");
     if (!want) m_close(c);
+    late_apply(lc);
     end_step();
   }
   void driver_select(const SelSpec& s) {
@@ -743,6 +865,67 @@ class Interp {
     settle();
     m_select(-1, s, &o);
     end_step();
+  }
+
+  // ---- cancel (opcode 11; see the top) ----
+  void cancel_step() {
+    std::uint8_t b = in_.u8();
+    int a = b % kActors;
+    bool late = b / kActors % 2 == 1 && !loose_;  // loose: no settling, so no "late"
+    const char* how = late ? "cancel (late)" : "cancel";
+    if (act_[a].st == St::Absent) {
+      note("%s actor %d (go: started idle, cancelled before it runs)", how, a);
+      start_actor(a, true);
+      act_[a].st = St::Idle;
+    } else if (!handle_[a].joinable()) {
+      return note("%s actor %d (skipped: started with spawn, no handle)", how, a);
+    } else {
+      note("%s actor %d", how, a);
+    }
+    if (late) {
+      late_ = a;
+      return;
+    }
+    issue_cancel(a);
+    if (loose_) return;
+    settle();
+    act_[a].cancelled = true;  // end_step: a parked actor must have withdrawn
+    end_step();
+  }
+  void issue_cancel(int a) {
+    cancel_sent_[a] = true;
+    w_->cancel_req[a].store(true);  // before cancel(): record() checks it
+    handle_[a].cancel();
+  }
+  // A late cancel whose next step is not a try_send, try_recv or close (or
+  // that ends the program): issued now, as a plain cancel.
+  void flush_late() {
+    int a = std::exchange(late_, -1);
+    note("cancel actor %d now (the late cancel is not followed by try_send, try_recv or close)", a);
+    issue_cancel(a);
+    settle();
+    act_[a].cancelled = true;
+    end_step();
+  }
+  // Strict: the late cancel, issued right after the driver's operation,
+  // before the settle (whatever the operation woke has not run yet); the
+  // model applies it after replaying the operation (late_apply).
+  int late_issue() {
+    if (late_ < 0) return -1;
+    int a = std::exchange(late_, -1);
+    note("  then cancel actor %d (before anything it woke runs)", a);
+    issue_cancel(a);
+    return a;
+  }
+  void late_apply(int a) {
+    if (a >= 0) act_[a].cancelled = true;
+  }
+  void join(int a) {
+    try {
+      handle_[a].join();
+    } catch (const weft::Cancelled&) {
+      fail("join of actor %d threw Cancelled, but the actor returned normally", a);
+    }
   }
 
   // Strict mode: lets every woken fiber run until every fiber but the
@@ -807,11 +990,13 @@ class Interp {
 
   // ---- the loose mode (two workers; see the top) ----
   void loose_actor(int a, bool use_go, Cmd<T> cmd, const MActor& m, const std::string& what) {
-    // Skip what could park forever even once every channel is closed: the
-    // end must find every actor able to finish.
+    // What could park forever even once every channel is closed runs only
+    // in an actor with a handle (started with go), which the end cancels;
+    // else it is skipped: the end must find every actor able to finish.
     bool forever = m.op != Op::Select ? m.ch < 0 : m.sel.after != 1 && m.sel.after != 3 && !m.sel.dflt;
     for (int i = 0; m.op == Op::Select && i < m.sel.n; i++) forever = forever && m.sel.c[i].ch < 0;
-    if (forever) return note("actor %d: %s (skipped: would park forever)", a, what.c_str());
+    bool has_handle = act_[a].st == St::Absent ? use_go : handle_[a].joinable();
+    if (forever && !has_handle) return note("actor %d: %s (skipped: would park forever)", a, what.c_str());
     bool busy;
     {
       std::lock_guard<weft::Mutex> g(w_->mu);
@@ -824,6 +1009,7 @@ class Interp {
       if (m.sel.c[i].send) origin_[m.sel.c[i].val] = {a, m.sel.c[i].ch};
     if (act_[a].st == St::Absent) start_actor(a, use_go);
     act_[a].st = St::Idle;  // started
+    if (forever) forever_[a] = true;
     hand(a, std::move(cmd));
   }
 
@@ -840,6 +1026,8 @@ class Interp {
         record(*w_, -1, {-1, {Ev::RecvVal, -1, val_of(*v)}, 0, c, t0, w_->stamp()});
       }
     }
+    for (int a = 0; a < kActors; a++)  // what parks forever ends only so (cancelled already: no matter)
+      if (forever_[a]) issue_cancel(a);
     stop_actors();
     {
       std::unique_lock<weft::Mutex> lk(w_->mu);
@@ -852,7 +1040,7 @@ class Interp {
       }
     }
     for (int a = 0; a < kActors; a++)
-      if (handle_[a].joinable()) handle_[a].join();
+      if (handle_[a].joinable()) join(a);
     note("end: every channel closed and drained, every actor finished");
     std::vector<LogEv> log;
     {
@@ -864,7 +1052,9 @@ class Interp {
       std::uint64_t t0, t1;
     };
     std::map<Val, Got> got;
-    std::set<Val> sent;
+    std::set<Val> sent, cancelled;  // cancelled: offered by a send or select that threw Cancelled
+    for (const LogEv& e : log)
+      if (e.o.ev == Ev::Cancelled && e.val) cancelled.insert(e.val);
     for (const LogEv& e : log) {
       bool rv = e.o.ev == Ev::RecvVal || e.o.ev == Ev::RangeVal || (e.o.ev == Ev::SelCase && e.val == 0 && e.o.val);
       if (e.o.ev == Ev::SendOk || (e.o.ev == Ev::SelCase && e.val)) {
@@ -876,6 +1066,10 @@ class Interp {
       if (v == 0 || o == origin_.end()) fail("received value %u, which nobody offered", v);
       if (o->second.ch != e.ch) fail("value %u was sent on c%d but received from c%d", v, o->second.ch, e.ch);
       if (!got.emplace(v, Got{e.ch, e.t0, e.t1}).second) fail("value %u received twice", v);
+    }
+    for (Val v : cancelled) {
+      if (sent.count(v)) fail("value %u: its send threw Cancelled, yet it was reported sent", v);
+      if (got.count(v)) fail("value %u: its send threw Cancelled (it delivered nothing), yet it was received", v);
     }
     for (Val v : sent)
       if (!got.count(v)) fail("value %u was sent (send ok) but never received, and no channel holds it", v);
@@ -901,11 +1095,15 @@ class Interp {
       advance(a);
     }
     for (int a = 0; a < kActors; a++)
-      if (timed_out(a)) reap(a);
+      if (withdrew(a)) reap(a);
     for (int a = 0; a < kActors; a++)
       if (!w_->box[a].obs.empty())
         fail("actor %d reported '%s', which the model did not predict (it should be %s)", a,
-             str(w_->box[a].obs.front()).c_str(), act_[a].st == St::Busy ? "parked" : "idle");
+             str(w_->box[a].obs.front()).c_str(),
+             act_[a].st != St::Busy ? "idle" : act_[a].cancelled ? "cancelled" : "parked");
+    for (int a = 0; a < kActors; a++)  // a parked operation withdraws once cancelled; none parks after
+      if (act_[a].st == St::Busy && act_[a].cancelled)
+        fail("actor %d is cancelled, but is still parked in its operation (no report)", a);
     for (std::size_t c = 0; c < ch_.size(); c++) {
       if (ch_[c].size() != m_[c].buf.size())
         fail("c%zu.size() is %zu, expected %zu", c, ch_[c].size(), m_[c].buf.size());
@@ -957,7 +1155,7 @@ class Interp {
   // of c's queues when `both`: close).
   int dequeue(int c, bool sendq, bool both, std::vector<Entry>* es) {
     std::deque<Entry>& q = sendq ? m_[c].sendq : m_[c].recvq;
-    while (!q.empty() && timed_out(q.front().actor)) reap(q.front().actor);
+    while (!q.empty() && withdrew(q.front().actor)) reap(q.front().actor);
     if (q.empty()) return -1;
     int a = q.front().actor;
     for (std::deque<Entry>* qq : {&m_[c].recvq, &m_[c].sendq})
@@ -973,12 +1171,16 @@ class Interp {
         qq->erase(std::remove_if(qq->begin(), qq->end(), [a](const Entry& e) { return e.actor == a; }), qq->end());
   }
 
-  // Actor a parked in a select with after(1 ms), and that timer won: its
-  // report says so. Its entries are dead.
-  bool timed_out(int a) const {
+  // Actor a was parked and left its queues by itself: a select with
+  // after(1 ms) whose timer won, or an operation of a cancelled actor that
+  // withdrew (nobody completed it first). Its report says so. Its entries
+  // are dead.
+  bool withdrew(int a) const {
     const MActor& m = act_[a];
     const auto& q = w_->box[a].obs;
-    return m.st == St::Busy && m.op == Op::Select && m.sel.after == 3 && !q.empty() && q.front().ev == Ev::SelAfter;
+    if (m.st != St::Busy || q.empty()) return false;
+    if (m.op == Op::Select && m.sel.after == 3 && q.front().ev == Ev::SelAfter) return true;
+    return m.cancelled && q.front().ev == Ev::Cancelled;
   }
   void reap(int a) {
     w_->box[a].obs.pop_front();
@@ -987,7 +1189,7 @@ class Interp {
   }
   bool live(const std::deque<Entry>& q) const {
     for (const Entry& e : q)
-      if (!timed_out(e.actor)) return true;
+      if (!withdrew(e.actor)) return true;
     return false;
   }
 
@@ -1106,7 +1308,7 @@ class Interp {
     if (!any && !s.dflt) {
       if (a < 0) fail("driver select would park");
       park(a);
-      if (timed_out(a)) reap(a);  // it parked, and its after(1 ms) fired already
+      if (withdrew(a)) reap(a);  // it parked, and its after(1 ms) fired already
       return;
     }
     Obs o = a >= 0 ? take_obs(a, any ? "select to complete at once" : "select otherwise") : *seen;
@@ -1147,6 +1349,10 @@ class Interp {
   // first step, or its continuation after a wake).
   void advance(int a) {
     MActor& m = act_[a];
+    if (m.cancelled && !(m.op == Op::Select && m.sel.dflt)) {  // a cancellation point: throws at entry
+      expect_obs(a, {Ev::Cancelled});
+      return finish(a);
+    }
     for (;;) {
       switch (m.op) {
         case Op::Send:
@@ -1189,6 +1395,9 @@ class Interp {
   MActor act_[kActors];
   weft::JoinHandle<void> handle_[kActors];
   std::deque<int> pending_;  // woken free-running actors that will act again
+  bool cancel_sent_[kActors] = {};  // the driver called cancel() on the actor
+  bool forever_[kActors] = {};      // loose: handed a command that parks until cancelled
+  int late_ = -1;                   // strict: the actor of a late cancel not yet issued
   std::set<Val> sent_, received_;
   std::vector<std::string> trace_;
   Val next_val_ = 1;

@@ -4,7 +4,11 @@
 #   python3 tests/fuzz/gen_seeds.py
 # CHAN_FUZZ_TRACE=1 build/tests/fuzz/chan_fuzz_replay tests/fuzz/corpus/hand-X
 # prints a seed as steps. The other files of corpus/ were found by fuzzing.
+#   python3 tests/fuzz/gen_seeds.py --upgrade FILE...
+# rewrites inputs written when opcodes were byte % 11 (before cancel, 11)
+# into the current format, in place, with the same meaning.
 import os
+import sys
 
 NIL = 8  # a chan byte that names the nil channel
 
@@ -61,6 +65,10 @@ def dselect(cases, after=0):  # the driver's: otherwise unless after(0)
 
 def sleep():
     return [10]
+
+
+def cancel(a, late=False):  # late: after the next try_send / try_recv / close
+    return [11, a + (6 if late else 0)]
 
 
 def prog(move_only, *steps):
@@ -148,10 +156,95 @@ SEEDS = {
     # Parked senders and receivers left at shutdown, with buffered move-only values.
     "shutdown-parked": prog(True, make(2), make(0), sendn(0, 0, 4), recv(1, 1), send(2, 1, go=True),
                             select(3, [("r", 1), ("s", 0)], go=True), range_(4, 1)),
+    # Cancel each kind of parked operation: it withdraws, the channel is as before.
+    "cancel-parked": prog(False, make(0), make(2), recv(0, 0, go=True), cancel(0), try_send(0),
+                          sendn(1, 1, 4, go=True), cancel(1), try_recv(1), try_recv(1), try_recv(1),
+                          select(2, [("r", 0), ("s", 0), ("s", 1)], go=True), cancel(2), try_send(0),
+                          try_recv(0), range_(3, 0, go=True), cancel(3), try_send(0),
+                          send(4, NIL, go=True), cancel(4), select(5, [("r", NIL)], after=2, go=True),
+                          cancel(5), close(0), try_recv(0)),
+    # Cancelled while idle: every later cancellation point throws at entry,
+    # even when it could proceed; a select with otherwise does not.
+    "cancel-idle-sticky": prog(True, make(1), send(0, 0, go=True), cancel(0), send(0, 0), recv(0, 0),
+                               range_(0, 0), select(0, [("r", 0)], after=1), sendn(0, 0, 3),
+                               select(0, [("r", 0)], dflt=True), select(0, [("s", 0)], dflt=True),
+                               close(0), send(0, 0), recv(0, NIL), select(0, [("r", NIL)], dflt=True),
+                               select(0, [("s", 0)], dflt=True), cancel(0), recv(0, 0)),
+    # Late cancels: the driver's operation completes the parked actor first
+    # (it wins), and the actor throws at its next cancellation point.
+    "cancel-late-completion": prog(False, make(0), make(0), make(1), recv(0, 0, go=True), cancel(0, late=True),
+                                   try_send(0), recv(0, 0), sendn(1, 0, 3, go=True), cancel(1, late=True),
+                                   try_recv(0), try_recv(0), range_(2, 1, go=True), cancel(2, late=True),
+                                   try_send(1), try_send(1),
+                                   select(3, [("r", 1), ("r", 0)], go=True), cancel(3, late=True), close(0),
+                                   select(4, [("s", 1), ("r", 1)], go=True), cancel(4, late=True), try_send(2),
+                                   try_recv(1), try_send(1), cancel(5, late=True), make(0)),
+    # Late cancels of actors the operation does not touch: they withdraw.
+    "cancel-late-other": prog(True, make(0), make(0), recv(0, 0, go=True), recv(1, 0, go=True),
+                              sendn(2, 1, 2, go=True), cancel(1, late=True), try_send(0),
+                              cancel(0, late=True), try_recv(1), try_send(0), try_recv(1), try_recv(1)),
+    # Cancel a select with after(1 ms) (its timer may win) and after it fired.
+    "cancel-select-timeout": prog(False, make(0), select(0, [("r", 0)], after=3, go=True),
+                                  select(1, [("s", 0), ("r", 0)], after=3, go=True), cancel(1), sleep(),
+                                  cancel(0), select(0, [("r", 0)], after=3), try_send(0)),
+    # Cancel an actor not started (started with go, cancelled before it runs)
+    # and a spawned one (no handle: skipped); cancel twice.
+    "cancel-unstarted": prog(False, make(1), cancel(2), send(2, 0), recv(2, 0), recv(3, 0),
+                             cancel(3), try_send(0), cancel(2, late=True), cancel(2), try_recv(0)),
+    # Selects holding move-only values on several channels, cancelled while
+    # parked: every value stays with its owner; buffers as before.
+    "cancel-select-values": prog(True, make(0), make(1), try_send(1),
+                                 select(0, [("s", 0), ("s", 1), ("r", NIL), ("s", 0)], go=True),
+                                 select(1, [("s", 1), ("r", 0)], go=True), cancel(0), try_recv(0),
+                                 cancel(1), try_recv(1), try_recv(1), recv(2, 0), try_send(0)),
 }
 
 
+def upgrade(data):
+    """An input of the % 11 format, re-encoded for % 12 (each opcode byte
+    becomes its value % 11; operand bytes are kept, as is anything after
+    the last step)."""
+    out = bytearray(data[:1])
+    i, steps = 1, 0
+
+    def copy(k):
+        nonlocal i
+        out.extend(data[i:i + k])
+        i += k
+
+    def spec():
+        n = data[i] if i < len(data) else 0
+        copy(1 + 1 + n % 4)
+
+    while i < len(data) and steps < 200:
+        op = data[i] % 11
+        out.append(op)
+        i += 1
+        steps += 1
+        if op in (0, 6, 7, 8):
+            copy(1)
+        elif op in (1, 2, 4):
+            copy(2)
+        elif op == 5:
+            copy(3)
+        elif op == 3:
+            copy(1)
+            spec()
+        elif op == 9:
+            spec()
+    out.extend(data[i:])
+    return bytes(out)
+
+
 def main():
+    if sys.argv[1:2] == ["--upgrade"]:
+        for path in sys.argv[2:]:
+            with open(path, "rb") as f:
+                data = f.read()
+            with open(path, "wb") as f:
+                f.write(upgrade(data))
+        print(f"upgraded {len(sys.argv) - 2} inputs")
+        return
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     os.makedirs(here, exist_ok=True)
     for name, data in SEEDS.items():
