@@ -52,18 +52,6 @@ void wait_parked(std::uint64_t n) {
   }
 }
 
-// Waits (bounded) until the runtime has no live fiber but the caller.
-void wait_only_caller_live() {
-  auto t0 = Clock::now();
-  while (weft::stats().fibers_live > 1) {
-    if (since(t0) > kBound) {
-      ADD_FAILURE() << weft::stats().fibers_live << " fibers still live after 10 s";
-      return;
-    }
-    weft::this_fiber::sleep_for(200us);
-  }
-}
-
 // True if f() threw weft::Cancelled (any other exception propagates).
 template <class F>
 bool throws_cancelled(F&& f) {
@@ -629,7 +617,7 @@ TEST_P(Cancel, EndingWithCancelledIsNotAPanic) {
       h.cancel();
       h.detach();
     }
-    wait_only_caller_live();
+    EXPECT_TRUE(weft_test::only_caller_left()) << weft::stats().fibers_live << " fibers still live after 10 s";
   }, opts());
 }
 
@@ -1008,7 +996,7 @@ TEST_P(Cancel, TenThousandParkedFibersCancelledAtOnce) {
     EXPECT_EQ(cancelled, n);
     int v = 1;
     EXPECT_FALSE(ch.try_send(v));
-    wait_only_caller_live();
+    EXPECT_TRUE(weft_test::only_caller_left()) << weft::stats().fibers_live << " fibers still live after 10 s";
     EXPECT_EQ(weft::stats().fibers_live, 1u);
   }, opts());
 }

@@ -31,18 +31,6 @@ void spin(int n) {
   for (int i = 0; i < n; i++) k.fetch_add(1, std::memory_order_relaxed);
 }
 
-// Every fiber but main has ended: the live count drops to 1 once the
-// children's exits are accounted (a child is counted until its slot is
-// freed, a few instructions after wait() could return: poll, bounded).
-bool only_main_left() {
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (weft::stats().fibers_live != 1) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    weft::this_fiber::sleep_for(1ms);
-  }
-  return true;
-}
-
 // wait() returns once every child ended; go's handles carry the values.
 TEST_P(ScopeTest, WaitJoinsAllChildren) {
   weft::run([] {
@@ -89,7 +77,7 @@ TEST_P(ScopeTest, FirstFailureCancelsSiblingsAndIsRethrown) {
     EXPECT_TRUE(s.cancelled());
     EXPECT_TRUE(s.stop_token().stop_requested());
     EXPECT_THROW(bad.join(), Boom);
-    EXPECT_TRUE(only_main_left());
+    EXPECT_TRUE(weft_test::only_caller_left());
   }, opts());
 }
 
@@ -132,7 +120,7 @@ TEST_P(ScopeTest, DestructorCancelsAndJoinsSlowChildren) {
       weft::this_fiber::sleep_for(1ms);
     }
     EXPECT_EQ(ended.load(), 4);  // the sleepers threw Cancelled instead
-    EXPECT_TRUE(only_main_left());
+    EXPECT_TRUE(weft_test::only_caller_left());
   }, opts());
 }
 
@@ -158,7 +146,7 @@ TEST_P(ScopeTest, OwnerCancelledInWaitPropagatesThroughTheDestructor) {
     owner.cancel();
     EXPECT_THROW(owner.join(), weft::Cancelled);
     EXPECT_EQ(child_cancelled.load(), 8);
-    EXPECT_TRUE(only_main_left());
+    EXPECT_TRUE(weft_test::only_caller_left());
   }, opts());
 }
 
@@ -185,7 +173,7 @@ TEST_P(ScopeTest, NestedScopesCancelDownTheTree) {
     outer.cancel();
     outer.wait();
     EXPECT_EQ(leaves.load(), 9);
-    EXPECT_TRUE(only_main_left());
+    EXPECT_TRUE(weft_test::only_caller_left());
   }, opts());
 }
 
@@ -248,7 +236,7 @@ TEST_P(ScopeTest, TenThousandChildrenCancelledAtOnce) {
       s.wait();
     }
     EXPECT_EQ(cancelled.load(), n);
-    EXPECT_TRUE(only_main_left());
+    EXPECT_TRUE(weft_test::only_caller_left());
   }, opts());
 }
 
@@ -283,7 +271,7 @@ TEST_P(ScopeTest, FailuresRacingCancel) {
       } catch (const Boom&) {
       }
     }
-    EXPECT_TRUE(only_main_left());
+    EXPECT_TRUE(weft_test::only_caller_left());
   }, opts());
 }
 

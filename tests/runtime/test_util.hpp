@@ -91,4 +91,17 @@ inline std::chrono::nanoseconds since(std::chrono::steady_clock::time_point t0) 
   return std::chrono::steady_clock::now() - t0;
 }
 
+// Waits (10 s at most) until the calling fiber is the runtime's only live
+// fiber; false if it never is. A fiber that has woken its waiter (a
+// WaitGroup done(), a join) still counts until its last instructions ran
+// and its slot was freed, so "all ended" is polled, never read once.
+inline bool only_caller_left() {
+  auto t0 = std::chrono::steady_clock::now();
+  while (weft::stats().fibers_live > 1) {
+    if (since(t0) > std::chrono::seconds(10)) return false;
+    weft::this_fiber::sleep_for(std::chrono::microseconds(200));
+  }
+  return true;
+}
+
 }  // namespace weft_test
