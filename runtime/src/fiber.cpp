@@ -285,11 +285,17 @@ bool yield_nothrow() noexcept {
   return true;
 }
 
+[[gnu::noinline]] static void join_wait_slow(JoinStateBase* s, std::uintptr_t cur);
+
 void join_wait(JoinStateBase* s) {
-  using S = JoinStateBase;
   cancellation_point();
   std::uintptr_t cur = s->state.load(std::memory_order_acquire);
-  if ((cur & S::kPhase) == S::kDone) return;
+  if ((cur & JoinStateBase::kPhase) == JoinStateBase::kDone) return;  // the fast path: no frame to set up
+  join_wait_slow(s, cur);
+}
+
+static void join_wait_slow(JoinStateBase* s, std::uintptr_t cur) {
+  using S = JoinStateBase;
   s->joiner = prepare_park(WaitKind::Join, s);
   do {
     if ((cur & S::kPhase) != S::kRunning) return;  // finished meanwhile
@@ -495,9 +501,17 @@ namespace this_fiber {
 
 void yield() {
   using namespace weft::rt;
-  Fiber* f = current_fiber();
-  if (f && !f->unwinding && f->rt->stopping.load(std::memory_order_acquire)) throw_unwind();
-  (void)detail::yield_nothrow();
+  Worker* w = current_worker();
+  Fiber* f = w ? w->current.load(std::memory_order_relaxed) : nullptr;
+  if (!f) {
+    std::this_thread::yield();
+    return;
+  }
+  if (!f->unwinding && f->rt->stopping.load(std::memory_order_acquire)) throw_unwind();
+  // Run what is already queued here first; if nothing is, carry on.
+  Fiber* next = pick_local(w);
+  if (!next) return;
+  switch_to(w, f, next, Action::Yield);
 }
 
 void sleep_until(Clock::time_point t) {

@@ -146,10 +146,12 @@ struct JoinStateBase {
   void (*destroy)(JoinStateBase*) = nullptr;
   // A Scope's child: its scope, and its links in the scope's list of
   // running children (guarded by the scope's lock; scope.cpp).
+  // (The links are set by scope_child_begin and read only for a child: no
+  // initializer, so that a plain go() pays no stores for them.)
   ScopeCore* scope = nullptr;
-  JoinStateBase* sc_prev = nullptr;
-  JoinStateBase* sc_next = nullptr;
-  JoinStateBase* sc_pinned = nullptr;  // the chain of children one canceller pinned
+  JoinStateBase* sc_prev;
+  JoinStateBase* sc_next;
+  JoinStateBase* sc_pinned;  // the chain of children one canceller pinned
 };
 
 template <class T>
