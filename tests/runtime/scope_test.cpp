@@ -4,10 +4,12 @@
 #include <weft/scope.hpp>
 #include <weft/chan.hpp>
 #include <weft/select.hpp>
+#include <weft/net.hpp>
 
 #include <atomic>
 #include <stdexcept>
 #include <stop_token>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -270,6 +272,55 @@ TEST_P(ScopeTest, FailuresRacingCancel) {
         EXPECT_EQ(r % 3, 0) << "round " << r;  // only a cancel before any failure ends without one
       } catch (const Boom&) {
       }
+    }
+    EXPECT_TRUE(weft_test::only_caller_left());
+  }, opts());
+}
+
+// A child fails while its siblings are parked in socket reads (loopback
+// connections whose server side never writes) and in accept(): the failure
+// cancels them out of the netpoller, wait() rethrows it, and the sockets
+// are closed cleanly as the siblings unwind.
+TEST_P(ScopeTest, FailureCancelsSiblingsParkedInIo) {
+  weft::run([] {
+    auto ln = weft::net::TcpListener::listen("127.0.0.1:0");
+    std::string addr = ln.local_addr();
+    std::atomic<int> cancelled{0};
+    std::vector<weft::net::TcpStream> server_side;
+    {
+      weft::Scope s;
+      for (int i = 0; i < 4; i++) {
+        auto c = weft::net::TcpStream::connect(addr);
+        server_side.push_back(ln.accept());
+        s.spawn([&cancelled, c = std::move(c)]() mutable {
+          char buf[16];
+          try {
+            (void)c.read(buf);
+          } catch (const weft::Cancelled&) {
+            cancelled++;
+            throw;
+          }
+        });
+      }
+      s.spawn([&] {
+        try {
+          (void)ln.accept();
+        } catch (const weft::Cancelled&) {
+          cancelled++;
+          throw;
+        }
+      });
+      s.spawn([] {
+        weft::this_fiber::sleep_for(2ms);
+        throw Boom();
+      });
+      EXPECT_THROW(s.wait(), Boom);
+    }
+    EXPECT_EQ(cancelled.load(), 5);
+    // Each reader's socket closed as it unwound: the server sides see EOF.
+    for (auto& c : server_side) {
+      char buf[16];
+      EXPECT_EQ(c.read(buf), 0u);
     }
     EXPECT_TRUE(weft_test::only_caller_left());
   }, opts());
