@@ -7,12 +7,14 @@
 // it is its last touch of the scope (WaitGroup's lifetime rule), so the
 // owner may destroy the scope as soon as wait() returns.
 //
-// A child holds three references to its JoinState: its fiber's, its
-// handle's, and the scope's (dropped when it leaves the list). Whoever sets
-// `cancelled` first (cancel(), or the first child to fail) pins every
-// running child under the lock (join_pin: the child cannot end meanwhile,
-// though it may leave the list), chains them through sc_pinned, and
-// cancels them after the unlock. Children started later start cancelled.
+// A child has a ScopeChild record (its links) and holds three references
+// to its JoinState: its fiber's, its handle's, and the scope's (dropped when
+// it leaves the list). Whoever sets `cancelled` first (cancel(), or the
+// first child to fail) pins every running child under the lock (join_pin:
+// the child cannot end meanwhile, though it may leave the list), chains
+// them through ScopeChild::pinned, and cancels them after the unlock; the
+// child frees its record only after join_finish, which waits for those
+// pins. Children started later start cancelled.
 #include <weft/scope.hpp>
 
 #include "switch.hpp"
@@ -23,53 +25,56 @@ namespace detail {
 
 namespace {
 
-void link(ScopeCore* sc, JoinStateBase* st) noexcept {
-  st->sc_prev = nullptr;
-  st->sc_next = sc->children;
-  if (sc->children) sc->children->sc_prev = st;
-  sc->children = st;
+void link(ScopeCore* sc, ScopeChild* ch) noexcept {
+  ch->prev = nullptr;
+  ch->next = sc->children;
+  if (sc->children) sc->children->prev = ch;
+  sc->children = ch;
 }
 
-void unlink(ScopeCore* sc, JoinStateBase* st) noexcept {
-  if (st->sc_prev) st->sc_prev->sc_next = st->sc_next;
-  else sc->children = st->sc_next;
-  if (st->sc_next) st->sc_next->sc_prev = st->sc_prev;
-  st->sc_prev = st->sc_next = nullptr;
+void unlink(ScopeCore* sc, ScopeChild* ch) noexcept {
+  if (ch->prev) ch->prev->next = ch->next;
+  else sc->children = ch->next;
+  if (ch->next) ch->next->prev = ch->prev;
+  ch->prev = ch->next = nullptr;
 }
 
 // With sc->lock held, by whoever set sc->cancelled: pins the running
 // children and returns them chained.
-JoinStateBase* pin_all(ScopeCore* sc) noexcept {
-  JoinStateBase* chain = nullptr;
-  for (JoinStateBase* c = sc->children; c; c = c->sc_next) {
-    if (!join_pin(c)) continue;
-    c->sc_pinned = chain;
+ScopeChild* pin_all(ScopeCore* sc) noexcept {
+  ScopeChild* chain = nullptr;
+  for (ScopeChild* c = sc->children; c; c = c->next) {
+    if (!join_pin(c->st)) continue;
+    c->pinned = chain;
     chain = c;
   }
   return chain;
 }
 
-void cancel_chain(ScopeCore* sc, JoinStateBase* chain) noexcept {
+void cancel_chain(ScopeCore* sc, ScopeChild* chain) noexcept {
   sc->src.request_stop();
   while (chain) {
-    JoinStateBase* next = chain->sc_pinned;  // read first: unpinned, it may go
-    rt::cancel_fiber(chain->fiber, 0);
-    join_unpin(chain);
+    ScopeChild* next = chain->pinned;  // read first: unpinned, it may go
+    JoinStateBase* st = chain->st;
+    rt::cancel_fiber(st->fiber, 0);
+    join_unpin(st);
     chain = next;
   }
 }
 
 }  // namespace
 
-void scope_child_begin(ScopeCore* sc, JoinStateBase* st) noexcept {
-  st->scope = sc;
+void scope_child_begin(ScopeChild* ch, JoinStateBase* st) noexcept {
+  ScopeCore* sc = ch->scope;
+  ch->st = st;
+  st->child = ch;
   st->quiet = true;  // its failure goes to the scope: never a panic
   st->refs.fetch_add(1, std::memory_order_relaxed);
   sc->running.add(1);
   bool pre;
   {
     std::lock_guard<SpinLock> g(sc->lock);
-    link(sc, st);
+    link(sc, ch);
     pre = sc->cancelled;
   }
   // Not started yet: spawn_commit publishes this to the fiber.
@@ -77,13 +82,14 @@ void scope_child_begin(ScopeCore* sc, JoinStateBase* st) noexcept {
 }
 
 void scope_child_end(JoinStateBase* st) noexcept {
-  ScopeCore* sc = st->scope;
+  ScopeChild* ch = st->child;
+  ScopeCore* sc = ch->scope;
   bool failed = st->error && !st->by_cancel;
-  JoinStateBase* chain = nullptr;
+  ScopeChild* chain = nullptr;
   bool cancel_all = false;
   {
     std::lock_guard<SpinLock> g(sc->lock);
-    unlink(sc, st);
+    unlink(sc, ch);
     if (failed && !sc->first) sc->first = st->error;
     if (failed && !sc->cancelled) {
       sc->cancelled = cancel_all = true;
@@ -98,7 +104,7 @@ void scope_child_end(JoinStateBase* st) noexcept {
 }  // namespace detail
 
 void Scope::cancel() noexcept {
-  detail::JoinStateBase* chain;
+  detail::ScopeChild* chain;
   {
     std::lock_guard<detail::SpinLock> g(core_.lock);
     if (core_.cancelled) return;  // whoever set it cancels what was running then

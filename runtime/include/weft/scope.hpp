@@ -23,7 +23,7 @@ namespace detail {
 // (cancellations and stop requests happen after it is released).
 struct ScopeCore {
   SpinLock lock;
-  JoinStateBase* children = nullptr;  // running children (guarded by lock)
+  ScopeChild* children = nullptr;     // running children (guarded by lock)
   bool cancelled = false;             // guarded by lock
   std::exception_ptr first;           // the first failure (guarded by lock)
   WaitGroup running;                  // children not yet ended
