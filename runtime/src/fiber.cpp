@@ -225,7 +225,8 @@ void set_name(Fiber* f, std::string_view name) noexcept {
   f->name[n] = 0;
 }
 
-SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name, const SpawnSite& site) {
+SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name) {
+  const void* site = __builtin_return_address(0);
   Worker* w = current_worker();
   if (!w || !w->current.load(std::memory_order_relaxed)) throw std::logic_error("weft::go() must be called on a fiber of a running runtime");
   std::size_t a = std::max<std::size_t>(align, 16);
@@ -242,7 +243,7 @@ SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name
   }
   Fiber* f = new_fiber(*w->rt, slot);
   f->id = next_id(w);
-  f->site = site;
+  f->spawn_pc = site;
   if (!name.empty()) set_name(f, name);
   char* p = static_cast<char*>(heap);
   if (!heap) p = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(f) - size) & ~(a - 1));
@@ -356,8 +357,14 @@ void join_cancel(JoinStateBase* s) noexcept {
     }
   } catch (...) {
   }
-  std::fprintf(stderr, "weft: panic: fiber %llu exited with an uncaught exception: %s\n",
-               static_cast<unsigned long long>(fiber_id), what.c_str());
+  // The fiber's name, when the panic runs on that fiber (a detached fiber's
+  // own end; a handle dropped before its fiber ended). A handle dropped
+  // after the end panics on the dropper: the name is gone by then.
+  std::string name;
+  if (Fiber* f = current_fiber(); f && f->id == fiber_id && f->name[0])
+    name = std::string(" \"") + std::string(f->name, strnlen(f->name, sizeof f->name)) + "\"";
+  std::fprintf(stderr, "weft: panic: fiber %llu%s exited with an uncaught exception: %s\n",
+               static_cast<unsigned long long>(fiber_id), name.c_str(), what.c_str());
   std::fflush(stderr);
   std::abort();
 }
@@ -429,7 +436,8 @@ static void record_teardown(Runtime& r) noexcept {
   g_teardown.leaked_slots += carved > held ? carved - held : 0;
 }
 
-void run_main(const Options& opts, void (*entry)(void*), void* arg, const SpawnSite& site) {
+void run_main(const Options& opts, void (*entry)(void*), void* arg) {
+  const void* site = __builtin_return_address(0);
   if (current_worker()) throw std::logic_error("weft::run() called on a fiber: runtimes do not nest");
   install_overflow_handler();
   Runtime r(opts);
@@ -437,7 +445,7 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg, const SpawnS
   Fiber* f = new_fiber(r, slot);
   f->id = g_id_source.fetch_add(1, std::memory_order_relaxed);
   f->is_main = true;
-  f->site = site;
+  f->spawn_pc = site;
   set_name(f, "main");
   f->entry = entry;
   f->closure = arg;

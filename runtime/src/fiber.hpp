@@ -113,7 +113,7 @@ struct Fiber {
   // Diagnostics: set at spawn (name, site) or at each park (park_ms, from the
   // runtime's coarse clock: no clock read on the park path).
   std::int64_t park_ms = 0;
-  SpawnSite site = SpawnSite::none();
+  const void* spawn_pc = nullptr;  // a return address in the spawning call (introspect.cpp symbolizes it)
   char name[32] = {};
   // Cancellation (see above): guarded by cancel_lock. The fiber's own stop
   // source (made on the first this_fiber::stop_token()) and its live

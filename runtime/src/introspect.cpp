@@ -28,9 +28,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <ostream>
+#include <sstream>
+#include <unordered_map>
 #include <string>
 
+#include <weft/blocking.hpp>
+#include <weft/cancel.hpp>
+
 #include "switch.hpp"
+#include "symbolize.hpp"
 
 namespace weft::rt {
 
@@ -56,32 +62,6 @@ const char* kind_name(WaitKind k) noexcept {
     case WaitKind::Other: return "other";
   }
   return "?";
-}
-
-std::string symbolize(const void* pc) {
-  char buf[64];
-  Dl_info info{};
-  if (dladdr(pc, &info) == 0 || !info.dli_fname) {
-    std::snprintf(buf, sizeof buf, "%p", pc);
-    return buf;
-  }
-  std::string out;
-  std::snprintf(buf, sizeof buf, "%p", pc);
-  out = buf;
-  if (info.dli_sname) {
-    int st = 0;
-    char* d = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &st);
-    out += " in ";
-    out += d ? d : info.dli_sname;
-    std::free(d);
-    std::snprintf(buf, sizeof buf, "+0x%zx", static_cast<std::size_t>(static_cast<const char*>(pc) -
-                                                                        static_cast<const char*>(info.dli_saddr)));
-    out += buf;
-  }
-  // The module and offset, for addr2line -e MODULE OFFSET where no symbol is exported.
-  std::snprintf(buf, sizeof buf, "+0x%zx)",
-                static_cast<std::size_t>(static_cast<const char*>(pc) - static_cast<const char*>(info.dli_fbase)));
-  return out + " (" + info.dli_fname + buf;
 }
 
 // Return addresses of a switched-out fiber, innermost first.
@@ -143,7 +123,8 @@ WEFT_RACY_READER std::string wait_text(WaitKind k, const void* obj) {
 
 struct Entry {
   std::uint64_t id;
-  std::string name, state, site;
+  std::string name, state;
+  const void* site;
   std::vector<std::string> frames;
 };
 
@@ -158,7 +139,7 @@ WEFT_RACY_READER bool read_entry(Runtime& r, std::uint32_t slot, std::int64_t no
   std::memcpy(name, f->name, sizeof name);
   name[sizeof name - 1] = 0;
   e.name = name;
-  SpawnSite site = f->site;
+  e.site = f->spawn_pc;
   e.frames.clear();
   if ((v & (kSwitched | kWoken)) == kSwitched) {
     WaitKind k = f->wait_kind;
@@ -174,10 +155,6 @@ WEFT_RACY_READER bool read_entry(Runtime& r, std::uint32_t slot, std::int64_t no
       if (running[i] == f) e.state += " on worker " + std::to_string(i);
   } else {
     e.state = "runnable";
-  }
-  if (site.line() != 0) {
-    e.site = std::string(site.file_name()) + ":" + std::to_string(site.line());
-    if (site.function_name()[0]) e.site += std::string(" in ") + site.function_name();
   }
   return r.arena.sync(slot).load(std::memory_order_acquire) == v;
 }
@@ -205,14 +182,27 @@ WEFT_RACY_READER void dump_runtime(Runtime& r, std::ostream& out) {
   for (std::uint32_t i = 0; i < n; i++)
     if (read_entry(r, i, now_ms, running, e)) entries.push_back(e);
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.id < b.id; });
-  out << "weft: fiber dump: " << entries.size() << " fibers, " << r.started_workers() << " workers";
-  if (unsigned sp = r.started_workers() - r.nworkers) out << " (" << sp << " spare)";
-  out << ", " << now_ms << " ms since start\n";
+  std::ostringstream head;
+  head << "weft: fiber dump: " << entries.size() << " fibers, " << r.started_workers() << " workers";
+  if (unsigned sp = r.started_workers() - r.nworkers) head << " (" << sp << " spare)";
+  head << ", " << now_ms << " ms since start\n";
+  std::vector<const void*> pcs;
+  for (auto& x : entries) pcs.push_back(x.site);
+  // Symbolizing may run addr2line for a second: on a fiber, in the
+  // blocking pool (the fiber parks, its worker runs on).
+  std::unordered_map<const void*, std::string> sites;
+  if (in_fiber()) {
+    CancelShield shield;
+    sites = blocking([&pcs] { return spawn_sites(pcs); });
+  } else {
+    sites = spawn_sites(pcs);
+  }
+  out << head.str();
   for (auto& x : entries) {
     out << "fiber " << x.id;
     if (!x.name.empty()) out << " \"" << x.name << "\"";
     out << " [" << x.state << "]\n";
-    if (!x.site.empty()) out << "    spawned at " << x.site << "\n";
+    if (x.site) out << "    spawned at " << sites[x.site] << "\n";
     for (std::size_t i = 0; i < x.frames.size(); i++) out << "    #" << i << " " << x.frames[i] << "\n";
   }
   out.flush();

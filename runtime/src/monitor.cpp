@@ -45,6 +45,7 @@
 
 #include "lifo.hpp"
 #include "switch.hpp"
+#include "symbolize.hpp"
 
 namespace weft::rt {
 
@@ -119,13 +120,13 @@ WEFT_RACY_READER void report_stuck(Runtime& r, Worker& w, std::int64_t ms,
   char name[sizeof f->name];
   std::memcpy(name, f->name, sizeof name);
   name[sizeof name - 1] = 0;
-  SpawnSite site = f->site;
+  const void* site = f->spawn_pc;
   if (w.switches.load(std::memory_order_relaxed) != switches) return;  // it moved on: nothing to report
   if (done.size() >= 65536) done.clear();  // bounded: a long-lived server may report many fibers
   done.insert(id);
-  std::string where = site.line() ? std::string(site.file_name()) + ":" + std::to_string(site.line()) + " in " +
-                                        site.function_name()
-                                  : std::string("?");
+  // Symbolized once per spawn site (then cached): the first report of a
+  // site may hold this tick up by addr2line's run.
+  std::string where = site ? spawn_sites({site})[site] : std::string("?");
   std::fprintf(stderr,
                "weft: fiber %" PRIu64 "%s%s%s has run for %lld ms on worker %u without parking or yielding "
                "(spawned at %s); the fibers queued behind it move to other workers\n",
@@ -269,6 +270,7 @@ void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
     unsigned nw = r.started_workers(), stuck_long = 0;
     bool waiting = r.gq_size.load(std::memory_order_relaxed) > 0;
     std::uint64_t total = 0;
+    std::vector<std::pair<Worker*, std::int64_t>> to_report;  // after the rescues: symbolizing may be slow
     for (unsigned i = 0; i < nw; i++) {
       Worker& w = *r.workers[i];
       std::uint64_t s = w.switches.load(std::memory_order_relaxed);
@@ -293,13 +295,16 @@ void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
         if (now - since[i] >= threshold &&
             (cpu_ms(w) - cpu_base[i] >= (now - since[i]) / 3 || blocked_in_kernel(w))) {
           stuck_long++;
-          if (!w.reported.exchange(true, std::memory_order_relaxed)) report_stuck(r, w, now - since[i], reported);
+          if (!w.reported.exchange(true, std::memory_order_relaxed)) to_report.emplace_back(&w, now - since[i]);
         }
       }
       if (w.q.size() > 1 && backlog[i]) r.wakep();  // a backlog two ticks running: share it
       backlog[i] = w.q.size() > 1;
     }
     if (stuck_long == nw && nw < nmax && waiting) start_spare(r);
+    // The reports come last: the first report of a spawn site runs
+    // addr2line (symbolize.cpp), which must not hold up a rescue or a spare.
+    for (auto& [w, ms] : to_report) report_stuck(r, *w, ms, reported);
     // Deadlock: quiet on two ticks in a row with no switch in between.
     // Cheapest checks first: the sweep reads every slot's sync word, so a
     // runtime idle with many parked fibers (and some thread outside that

@@ -7,14 +7,15 @@
 // it is its last touch of the scope (WaitGroup's lifetime rule), so the
 // owner may destroy the scope as soon as wait() returns.
 //
-// A child has a ScopeChild record (its links) and holds three references
+// A child has a ScopeChild record (its links, allocated with its JoinState:
+// ScopedJoinState) and holds three references
 // to its JoinState: its fiber's, its handle's, and the scope's (dropped when
 // it leaves the list). Whoever sets `cancelled` first (cancel(), or the
 // first child to fail) pins every running child under the lock (join_pin:
 // the child cannot end meanwhile, though it may leave the list), chains
 // them through ScopeChild::pinned, and cancels them after the unlock; the
-// child frees its record only after join_finish, which waits for those
-// pins. Children started later start cancelled.
+// record is freed with the JoinState, which outlives join_finish (it waits
+// for those pins). Children started later start cancelled.
 #include <weft/scope.hpp>
 
 #include "switch.hpp"

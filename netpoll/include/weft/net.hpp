@@ -41,9 +41,16 @@ namespace net {
 
 // Use of a closed socket or listener (std::errc::bad_file_descriptor), e.g.
 // a fiber parked in accept() when another fiber closes the listener.
+// Use of a closed socket or listener (Go's net.ErrClosed). what() is the
+// message alone ("weft: accept: use of closed socket"); code() is
+// std::errc::bad_file_descriptor.
 struct SocketClosed : std::system_error {
   explicit SocketClosed(const std::string& what)
-      : std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what) {}
+      : std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what), msg_(what) {}
+  const char* what() const noexcept override { return msg_.what(); }
+
+ private:
+  std::runtime_error msg_;
 };
 
 namespace detail {

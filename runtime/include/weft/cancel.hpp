@@ -32,8 +32,16 @@ struct Cancelled : std::exception {
 };
 
 // A deadline passed (std::errc::timed_out): a socket's deadline, with_timeout.
+// what() is the message alone ("weft: read: deadline exceeded"), without
+// system_error's ": Connection timed out" suffix saying it twice; code()
+// is std::errc::timed_out.
 struct Timeout : std::system_error {
-  explicit Timeout(const std::string& what) : std::system_error(std::make_error_code(std::errc::timed_out), what) {}
+  explicit Timeout(const std::string& what)
+      : std::system_error(std::make_error_code(std::errc::timed_out), what), msg_(what) {}
+  const char* what() const noexcept override { return msg_.what(); }
+
+ private:
+  std::runtime_error msg_;  // a refcounted string: copying the exception never throws
 };
 
 namespace this_fiber {

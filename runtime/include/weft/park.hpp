@@ -62,24 +62,10 @@ enum class WaitKind : std::uint8_t {
   None, Join, Mutex, CondVar, WaitGroup, Sleep, ChanSend, ChanRecv, Select, Io, Blocking, Other, IoRead, IoWrite
 };
 
-// Where a fiber was spawned (shown in dumps and monitor reports). Like
-// std::source_location, which clang 14 cannot compile with libstdc++ 12:
-// the builtins in the default arguments name the caller's location when a
-// SpawnSite parameter is left defaulted (`SpawnSite site = {}`).
-struct SpawnSite {
-  constexpr SpawnSite(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE(),
-                      const char* function = __builtin_FUNCTION()) noexcept
-      : file_(file), function_(function), line_(line) {}
-  static constexpr SpawnSite none() noexcept { return SpawnSite("", 0, ""); }
-  constexpr const char* file_name() const noexcept { return file_; }
-  constexpr const char* function_name() const noexcept { return function_; }
-  constexpr unsigned line() const noexcept { return line_; }
-
- private:
-  const char* file_;
-  const char* function_;
-  unsigned line_;
-};
+// Forces a function into its caller, even at -O0: go(), spawn() and
+// Scope::go() are inlined into the user's function so that the spawn
+// site (the return address spawn_begin records) is the user's call.
+#define WEFT_ALWAYS_INLINE __attribute__((always_inline)) inline
 
 namespace rt {
 

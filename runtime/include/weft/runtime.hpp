@@ -168,6 +168,18 @@ struct JoinState : JoinStateBase {
   JoinState() { destroy = [](JoinStateBase* b) { delete static_cast<JoinState*>(b); }; }
 };
 
+// A scope child's join state and its ScopeChild record in one allocation
+// (plain go() children stay at JoinState's size). The record lives as
+// long as the state: past join_finish, which waits out the cancellers
+// that pinned it, and past the child's leaving the scope's list.
+template <class T>
+struct ScopedJoinState : JoinState<T> {
+  ScopeChild rec;
+  explicit ScopedJoinState(ScopeCore* sc) : rec{sc} {
+    this->destroy = [](JoinStateBase* b) { delete static_cast<ScopedJoinState*>(static_cast<JoinState<T>*>(b)); };
+  }
+};
+
 void join_wait(JoinStateBase* s);                  // parks until the fiber ended
 void join_finish(JoinStateBase* s) noexcept;       // the fiber's last act
 void join_release(JoinStateBase* s) noexcept;      // handle side: drop after join
@@ -190,15 +202,18 @@ struct SpawnSlot {
   void* storage;    // room for the fiber's closure
   std::uint64_t id;
 };
-SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name, const SpawnSite& site);
+// Takes a stack slot for a new fiber. Records its own return address as
+// the fiber's spawn site (shown in dumps, symbolized only then, as Go
+// does): go_impl and spawn_impl are always inlined into the user's call.
+[[gnu::noinline]] SpawnSlot spawn_begin(std::size_t size, std::size_t align, std::string_view name);
 // Starts the fiber. When called on a fiber, the child runs at once and the
 // caller is queued to continue right after (see scheduler.cpp for why).
 void spawn_commit(rt::Fiber* f, void (*entry)(void*)) noexcept;
 void spawn_abort(rt::Fiber* f) noexcept;
 
 // Runs `entry(arg)` as the main fiber of a new runtime and returns once it
-// and every other fiber have ended.
-void run_main(const Options& opts, void (*entry)(void*), void* arg, const SpawnSite& site);
+// and every other fiber have ended. Its return address is main's spawn site.
+[[gnu::noinline]] void run_main(const Options& opts, void (*entry)(void*), void* arg);
 
 template <class R, class Fn>
 void store_result(JoinState<R>* st, Fn&& fn) noexcept {
@@ -278,8 +293,7 @@ class JoinHandle {
 // Starts a runtime, runs main as its first fiber and returns its result (or
 // rethrows its exception) once every fiber has ended.
 template <class F>
-auto run(F&& main, Options opts = {}, SpawnSite site = {})
-    -> std::invoke_result_t<F&> {
+WEFT_ALWAYS_INLINE auto run(F&& main, Options opts = {}) -> std::invoke_result_t<F&> {
   using R = std::invoke_result_t<F&>;
   detail::JoinState<R> st;
   struct Ctx {
@@ -292,7 +306,7 @@ auto run(F&& main, Options opts = {}, SpawnSite site = {})
         auto* c = static_cast<Ctx*>(p);
         detail::store_result(c->st, [c]() -> R { return std::invoke(*c->f); });
       },
-      &ctx, site);
+      &ctx);
   if (st.error) std::rethrow_exception(st.error);
   if constexpr (!std::is_void_v<R>) return std::move(*st.value);
 }
@@ -304,21 +318,47 @@ namespace detail {
 // std::jthread does.
 template <class F, class... A>
 inline constexpr bool kTakesToken = std::is_invocable_v<std::decay_t<F>, std::stop_token, std::decay_t<A>...>;
-template <bool Token, class F, class... A>
+template <class F, class... A>
+inline constexpr bool kCallable = kTakesToken<F, A...> || std::is_invocable_v<std::decay_t<F>, std::decay_t<A>...>;
+// What go() returns a handle to; NotCallable when f cannot be called with
+// the arguments, so that the static_assert in go_impl is the error a user
+// reads (not a missing invoke_result deep in a template).
+struct NotCallable {};
+template <class F, class... A>
 struct ResultOf {
-  using type = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
+  using type = NotCallable;
 };
 template <class F, class... A>
-struct ResultOf<true, F, A...> {
+  requires(kTakesToken<F, A...>)
+struct ResultOf<F, A...> {
   using type = std::invoke_result_t<std::decay_t<F>, std::stop_token, std::decay_t<A>...>;
 };
 template <class F, class... A>
-using Result = typename ResultOf<kTakesToken<F, A...>, F, A...>::type;
+  requires(!kTakesToken<F, A...> && std::is_invocable_v<std::decay_t<F>, std::decay_t<A>...>)
+struct ResultOf<F, A...> {
+  using type = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
+};
+template <class F, class... A>
+using Result = typename ResultOf<F, A...>::type;
 
 template <class F, class... A>
-JoinHandle<Result<F, A...>> go_impl(ScopeCore* scope, std::string_view name, const SpawnSite& site, F&& f,
-                                    A&&... args) {
+constexpr bool check_spawnable() {
+  static_assert(kCallable<F, A...>,
+                "weft::go / weft::spawn / Scope::go(f, args...): f cannot be called with these arguments. "
+                "Each argument is copied (decayed) into the fiber and passed to f as an rvalue, as std::thread "
+                "does, so a parameter taken as T& cannot bind to it: pass std::ref(x) (and keep x alive until "
+                "the fiber has ended), or take the parameter by value or by const&.");
+  static_assert(std::is_move_constructible_v<std::decay_t<F>> && (std::is_move_constructible_v<std::decay_t<A>> && ...),
+                "weft::go / weft::spawn: f and every argument must be movable or copyable into the fiber");
+  return kCallable<F, A...>;
+}
+
+template <class F, class... A>
+WEFT_ALWAYS_INLINE JoinHandle<Result<F, A...>> go_impl(ScopeCore* scope, std::string_view name, F&& f, A&&... args) {
   using R = Result<F, A...>;
+  if constexpr (!check_spawnable<F, A...>()) {
+    return {};
+  } else {
   struct Closure {
     std::decay_t<F> fn;
     std::tuple<std::decay_t<A>...> args;
@@ -335,40 +375,44 @@ JoinHandle<Result<F, A...>> go_impl(ScopeCore* scope, std::string_view name, con
         }
       });
       c->~Closure();
-      if (detail::ScopeChild* ch = st->child) {
-        detail::scope_child_end(st);
-        detail::join_finish(st);  // waits out the cancellers that could hold ch
-        delete ch;
-      } else {
-        detail::join_finish(st);
-      }
+      if (st->child) detail::scope_child_end(st);
+      detail::join_finish(st);
     }
   };
-  std::unique_ptr<detail::ScopeChild> child(scope ? new detail::ScopeChild{scope} : nullptr);
-  auto* st = new detail::JoinState<R>();
+  detail::JoinState<R>* st;
+  detail::ScopeChild* child = nullptr;
+  if (scope) {
+    auto* sst = new detail::ScopedJoinState<R>(scope);
+    child = &sst->rec;
+    st = sst;
+  } else {
+    st = new detail::JoinState<R>();
+  }
   detail::SpawnSlot slot;
   try {
-    slot = detail::spawn_begin(sizeof(Closure), alignof(Closure), name, site);
+    slot = detail::spawn_begin(sizeof(Closure), alignof(Closure), name);
   } catch (...) {
-    delete st;
+    st->destroy(st);
     throw;
   }
   try {
     ::new (slot.storage) Closure{std::forward<F>(f), {std::forward<A>(args)...}, st};
   } catch (...) {
     detail::spawn_abort(slot.fiber);
-    delete st;
+    st->destroy(st);
     throw;
   }
   st->fiber_id = slot.id;
   st->fiber = slot.fiber;
-  if (child) detail::scope_child_begin(child.release(), st);
+  if (child) detail::scope_child_begin(child, st);
   detail::spawn_commit(slot.fiber, &Closure::run);
   return JoinHandle<R>(st);
+  }
 }
 
 template <class F, class... A>
-void spawn_impl(std::string_view name, const SpawnSite& site, F&& f, A&&... args) {
+WEFT_ALWAYS_INLINE void spawn_impl(std::string_view name, F&& f, A&&... args) {
+  if constexpr (check_spawnable<F, A...>()) {
   struct Closure {
     std::decay_t<F> fn;
     std::tuple<std::decay_t<A>...> args;
@@ -388,7 +432,7 @@ void spawn_impl(std::string_view name, const SpawnSite& site, F&& f, A&&... args
       c->~Closure();
     }
   };
-  detail::SpawnSlot slot = detail::spawn_begin(sizeof(Closure), alignof(Closure), name, site);
+  detail::SpawnSlot slot = detail::spawn_begin(sizeof(Closure), alignof(Closure), name);
   try {
     ::new (slot.storage) Closure{std::forward<F>(f), {std::forward<A>(args)...}};
   } catch (...) {
@@ -396,6 +440,7 @@ void spawn_impl(std::string_view name, const SpawnSite& site, F&& f, A&&... args
     throw;
   }
   detail::spawn_commit(slot.fiber, &Closure::run);
+  }
 }
 
 }  // namespace detail
@@ -403,44 +448,30 @@ void spawn_impl(std::string_view name, const SpawnSite& site, F&& f, A&&... args
 // Starts a fiber running f(args...) (decayed copies, invoked as rvalues, as
 // std::thread does) on the current runtime, and returns its JoinHandle. Must
 // be called on a fiber. go(Named{"name"}, f, args...) names the fiber.
-//
-// go is a class template used through its deduction guides, so that the
-// spawn site (a SpawnSite, shown in dumps) can be a defaulted
-// parameter after the pack; `weft::go(f)` reads and behaves as a function
-// call whose result is a JoinHandle<R> (go derives from it and converts to
-// it: `JoinHandle<int> h = go(f);` and `auto h = go(f);` both work).
+// Dumps show where it was spawned: the return address of the spawn, which
+// costs nothing here and is symbolized only when a dump is printed.
 template <class F, class... A>
-struct go : JoinHandle<detail::Result<F, A...>> {
-  using Handle = JoinHandle<detail::Result<F, A...>>;
-  go(F&& f, A&&... args, SpawnSite site = {})
-      : Handle(detail::go_impl(nullptr, {}, site, std::forward<F>(f), std::forward<A>(args)...)) {}
-  go(Named n, F&& f, A&&... args, SpawnSite site = {})
-      : Handle(detail::go_impl(nullptr, n.name, site, std::forward<F>(f), std::forward<A>(args)...)) {}
-  using Handle::operator=;
-};
+WEFT_ALWAYS_INLINE JoinHandle<detail::Result<F, A...>> go(F&& f, A&&... args) {
+  return detail::go_impl(nullptr, {}, std::forward<F>(f), std::forward<A>(args)...);
+}
 template <class F, class... A>
-go(F&&, A&&...) -> go<F, A...>;
-template <class F, class... A>
-go(Named, F&&, A&&...) -> go<F, A...>;
+WEFT_ALWAYS_INLINE JoinHandle<detail::Result<F, A...>> go(Named n, F&& f, A&&... args) {
+  return detail::go_impl(nullptr, n.name, std::forward<F>(f), std::forward<A>(args)...);
+}
 
 // Starts a detached fiber running f(args...): go() without a JoinHandle, and
 // without the handle's shared state (one allocation less; a parked detached
 // fiber costs its stack page only). An exception escaping it ends the
 // process with a message naming the fiber, as a panic does in Go.
-// spawn(Named{"name"}, f, args...) names it. A class for the same reason as go.
+// spawn(Named{"name"}, f, args...) names it.
 template <class F, class... A>
-struct spawn {
-  spawn(F&& f, A&&... args, SpawnSite site = {}) {
-    detail::spawn_impl({}, site, std::forward<F>(f), std::forward<A>(args)...);
-  }
-  spawn(Named n, F&& f, A&&... args, SpawnSite site = {}) {
-    detail::spawn_impl(n.name, site, std::forward<F>(f), std::forward<A>(args)...);
-  }
-};
+WEFT_ALWAYS_INLINE void spawn(F&& f, A&&... args) {
+  detail::spawn_impl({}, std::forward<F>(f), std::forward<A>(args)...);
+}
 template <class F, class... A>
-spawn(F&&, A&&...) -> spawn<F, A...>;
-template <class F, class... A>
-spawn(Named, F&&, A&&...) -> spawn<F, A...>;
+WEFT_ALWAYS_INLINE void spawn(Named n, F&& f, A&&... args) {
+  detail::spawn_impl(n.name, std::forward<F>(f), std::forward<A>(args)...);
+}
 
 // True when called on a weft fiber.
 bool in_fiber() noexcept;

@@ -44,20 +44,22 @@ class Scope {
   // Starts a child running f(args...) (as weft::go, std::stop_token first
   // parameter included). Its exception reaches both its join() and wait().
   // Started after cancel(): it starts cancelled. Call on a fiber.
-  // (Dumps show no spawn site for a scope's children yet: a member function
-  // template cannot take a defaulted SpawnSite after its pack.)
   template <class F, class... A>
-  auto go(F&& f, A&&... args) -> JoinHandle<detail::Result<F, A...>> {
-    return detail::go_impl(&core_, {}, SpawnSite::none(), std::forward<F>(f), std::forward<A>(args)...);
+  WEFT_ALWAYS_INLINE auto go(F&& f, A&&... args) -> JoinHandle<detail::Result<F, A...>> {
+    return detail::go_impl(&core_, {}, std::forward<F>(f), std::forward<A>(args)...);
   }
   template <class F, class... A>
-  auto go(Named n, F&& f, A&&... args) -> JoinHandle<detail::Result<F, A...>> {
-    return detail::go_impl(&core_, n.name, SpawnSite::none(), std::forward<F>(f), std::forward<A>(args)...);
+  WEFT_ALWAYS_INLINE auto go(Named n, F&& f, A&&... args) -> JoinHandle<detail::Result<F, A...>> {
+    return detail::go_impl(&core_, n.name, std::forward<F>(f), std::forward<A>(args)...);
   }
   // A child without a handle.
   template <class F, class... A>
-  void spawn(F&& f, A&&... args) {
-    go(std::forward<F>(f), std::forward<A>(args)...).detach();
+  WEFT_ALWAYS_INLINE void spawn(F&& f, A&&... args) {
+    detail::go_impl(&core_, {}, std::forward<F>(f), std::forward<A>(args)...).detach();
+  }
+  template <class F, class... A>
+  WEFT_ALWAYS_INLINE void spawn(Named n, F&& f, A&&... args) {
+    detail::go_impl(&core_, n.name, std::forward<F>(f), std::forward<A>(args)...).detach();
   }
 
   // Parks until every child has ended. The first child to end with an
