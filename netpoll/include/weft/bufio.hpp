@@ -11,8 +11,9 @@
 //
 // No shared state: a BufReader belongs to one fiber at a time, like Go's
 // bufio.Reader (a writer fiber may use the stream itself meanwhile). It holds
-// no buffer until its first read, and the buffer grows (doubling from
-// buffer_size) only as far as a line needs, never past max_line + 2 bytes.
+// no buffer until its first read (then buffer_size bytes), and the buffer
+// grows (doubling) only while one line needs more room, to max_line + 2
+// bytes at most.
 #pragma once
 
 #include <cstddef>
