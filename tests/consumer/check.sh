@@ -20,6 +20,7 @@ prefix=$(opt prefix)
 libdir=$(opt libdir)
 rm -rf "$work"
 mkdir -p "$work"
+work=$(cd "$work" && pwd)  # meson install takes a relative --destdir from the build dir
 echo "== consumer: installing $build (prefix $prefix) into $work/stage"
 meson install -C "$build" --no-rebuild --destdir "$work/stage" --quiet >/dev/null
 
