@@ -67,15 +67,12 @@ void serve(Hub& hub, weft::net::TcpStream conn) {
     } catch (const std::system_error&) {
     }
   });
-  std::string buf;
-  char chunk[1024];
+  weft::net::BufReader in(*c, 4096);
+  std::string line;
   try {
-    while (auto n = c->read(chunk)) {
-      buf.append(chunk, n);
-      for (std::size_t nl; (nl = buf.find('\n')) != std::string::npos; buf.erase(0, nl + 1))
-        hub.messages.send(who + ": " + buf.substr(0, nl + 1));
-      if (buf.size() > 4096) buf.clear();  // no line that long: drop it
-    }
+    while (in.read_line(line)) hub.messages.send(who + ": " + line + "\n");
+  } catch (const weft::net::LineTooLong&) {
+    // a line over 4 KiB: not a chat client; drop it
   } catch (const std::system_error&) {
   }
   hub.leave.send(id);

@@ -5,6 +5,8 @@
 // two fibers over a CondVar, and prints what it measured.
 #include <weft/weft.hpp>
 
+#include "args.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,25 +16,11 @@
 
 int main(int argc, char** argv) {
   unsigned fibers = 100'000, workers = 0;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: %s [--fibers N] [--workers W]\n", argv[0]);
-      return 0;
-    }
-    if ((a == "--fibers" || a == "--workers") && i + 1 < argc) {
-      char* end = nullptr;
-      unsigned long v = std::strtoul(argv[++i], &end, 10);
-      if (*end || v == 0 || v > 10'000'000) {
-        std::fprintf(stderr, "%s: bad value for %s: %s\n", argv[0], a.c_str(), argv[i]);
-        return 2;
-      }
-      (a == "--fibers" ? fibers : workers) = static_cast<unsigned>(v);
-    } else {
-      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
-      return 2;
-    }
-  }
+  Flags flags("A tour of the runtime: N fibers sleep and add to a total under a Mutex, a WaitGroup\n"
+              "waits for them, then two fibers play ping-pong over a CondVar.\n");
+  flags.number("--fibers", fibers, "fibers to start", 1, 10'000'000);
+  flags.number("--workers", workers, "OS worker threads (0: one per core)", 0, 1024);
+  flags.parse(argc, argv);
   using namespace std::chrono;
   return weft::run(
       [fibers] {

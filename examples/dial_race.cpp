@@ -37,14 +37,10 @@ std::optional<Win> race(const std::vector<std::string>& addrs, int& cancelled, i
     dialers.spawn([&, addr] {
       try {
         auto c = weft::net::TcpStream::connect(addr, 5s);
-        char buf[256];
+        weft::net::BufReader in(c, 256);
         std::string line;
-        while (line.find('\n') == std::string::npos) {
-          auto n = c.read(buf);
-          if (n == 0) break;
-          line.append(buf, n);
-        }
-        if (first.try_send(Win{addr, line.substr(0, line.find('\n'))})) dialers.cancel();  // we won
+        in.read_line(line);  // the greeting (what came before the end, if it has no newline)
+        if (first.try_send(Win{addr, line})) dialers.cancel();  // we won
       } catch (const weft::Cancelled&) {
         n_cancelled++;
         throw;
@@ -65,24 +61,12 @@ std::optional<Win> race(const std::vector<std::string>& addrs, int& cancelled, i
 int main(int argc, char** argv) {
   unsigned long servers = 5, workers = 0;
   std::vector<std::string> addrs;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: %s [--servers N] [--workers W] | %s HOST:PORT...\n"
-                  "Dials every address at once; the first greeting wins and the other dials are cancelled.\n"
-                  "Without addresses, races N loopback servers that greet after random delays.\n",
-                  argv[0], argv[0]);
-      return 0;
-    }
-    if ((a == "--servers" || a == "--workers") && i + 1 < argc) {
-      if (!parse_count(argv[0], a, argv[++i], a == "--servers" ? servers : workers, 1000)) return 2;
-    } else if (a.rfind("--", 0) == 0) {
-      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
-      return 2;
-    } else {
-      addrs.push_back(a);
-    }
-  }
+  Flags flags("Dials every address at once; the first greeting wins and the other dials are cancelled.\n"
+              "Without addresses, races N loopback servers that greet after random delays.\n");
+  flags.number("--servers", servers, "loopback servers to race (without addresses)", 1, 1000);
+  flags.number("--workers", workers, "OS worker threads (0: one per core)", 0, 1024);
+  flags.positional(addrs, "[HOST:PORT...]");
+  flags.parse(argc, argv);
   try {
     return weft::run(
         [&] {

@@ -26,26 +26,15 @@ namespace {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --hogs is this example's own flag; the rest goes to the shared parser.
+  ServerArgs args{"127.0.0.1:9000", 0};
   unsigned hogs = 0;
-  std::vector<char*> rest{argv[0]};
-  for (int i = 1; i < argc; i++) {
-    if (std::string(argv[i]) == "--hogs" && i + 1 < argc) {
-      char* end = nullptr;
-      unsigned long n = std::strtoul(argv[++i], &end, 10);
-      if (*end || n > 1024) {
-        std::fprintf(stderr, "%s: --hogs needs a number in 0..1024, got %s\n", argv[0], argv[i]);
-        return 2;
-      }
-      hogs = static_cast<unsigned>(n);
-    } else {
-      rest.push_back(argv[i]);
-    }
-  }
-  ServerArgs args = parse_server_args(
-      static_cast<int>(rest.size()), rest.data(), "127.0.0.1:9000",
-      "  --hogs N  also start N fibers that each spin in a CPU-bound loop forever, never parking\n"
-      "            or yielding (default 0); a benchmark of echo latency while the workers are hogged\n");
+  Flags flags("Echoes what each connection sends, one fiber per connection.\n");
+  add_server_flags(flags, args);
+  flags.number("--hogs", hogs,
+               "also start N fibers that spin in a CPU-bound loop forever, never parking or yielding;\n"
+               "a benchmark of echo latency while the workers are hogged",
+               0, 1024);
+  flags.parse(argc, argv);
   try {
     return weft::run(
         [&] {

@@ -3,6 +3,8 @@
 //   fetch [--timeout MS] http://HOST:PORT/PATH ...
 #include <weft/weft.hpp>
 
+#include "args.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -48,21 +50,11 @@ Result fetch(const std::string& url, std::chrono::milliseconds timeout) {
 int main(int argc, char** argv) {
   std::vector<std::string> urls;
   long timeout_ms = 5000;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: %s [--timeout MS] http://HOST:PORT/PATH ...\n", argv[0]);
-      return 0;
-    } else if (a == "--timeout" && i + 1 < argc) {
-      timeout_ms = std::strtol(argv[++i], nullptr, 10);
-      if (timeout_ms <= 0) {
-        std::fprintf(stderr, "%s: --timeout needs a positive number of milliseconds\n", argv[0]);
-        return 2;
-      }
-    } else {
-      urls.push_back(a);
-    }
-  }
+  Flags flags("Fetches every URL at once, one fiber each, with a deadline per request;\n"
+              "prints status and size. Exits 1 if any fetch failed.\n");
+  flags.number("--timeout", timeout_ms, "deadline per request, in milliseconds", 1, 3'600'000);
+  flags.positional(urls, "http://HOST:PORT/PATH ...");
+  flags.parse(argc, argv);
   if (urls.empty()) {
     std::fprintf(stderr, "%s: no URL given (try --help)\n", argv[0]);
     return 2;

@@ -65,24 +65,13 @@ Chan<long> merge(weft::Scope& scope, const std::vector<Chan<long>>& ins) {
 
 int main(int argc, char** argv) {
   unsigned long numbers = 1000, squarers = 4, take = 10, workers = 0;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: %s [--numbers N] [--squarers K] [--take T] [--workers W]\n"
-                  "Squares 1..N with K fibers, merges their outputs, prints the first T results,\n"
-                  "then cancels the whole pipeline (a weft::Scope).\n",
-                  argv[0]);
-      return 0;
-    }
-    unsigned long* dst = a == "--numbers" ? &numbers : a == "--squarers" ? &squarers
-                       : a == "--take"    ? &take    : a == "--workers"  ? &workers : nullptr;
-    if (dst && i + 1 < argc) {
-      if (!parse_count(argv[0], a, argv[++i], *dst, 100'000'000)) return 2;
-    } else {
-      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
-      return 2;
-    }
-  }
+  Flags flags("Squares 1..N with K fibers, merges their outputs, prints the first T results,\n"
+              "then cancels the whole pipeline (a weft::Scope).\n");
+  flags.number("--numbers", numbers, "numbers to square (N)", 1, 100'000'000);
+  flags.number("--squarers", squarers, "squaring fibers (K)", 1, 100'000);
+  flags.number("--take", take, "results to print (T)", 1, 100'000'000);
+  flags.number("--workers", workers, "OS worker threads (0: one per core)", 0, 1024);
+  flags.parse(argc, argv);
   return weft::run(
       [=] {
         weft::Scope scope;

@@ -15,21 +15,10 @@
 
 int main(int argc, char** argv) {
   unsigned count = 100, workers = 0;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: %s [--count N] [--workers W]\n"
-                  "Prints the first N primes (default 100) found by a chain of filter fibers.\n",
-                  argv[0]);
-      return 0;
-    }
-    if ((a == "--count" || a == "--workers") && i + 1 < argc) {
-      if (!parse_count(argv[0], a, argv[++i], a == "--count" ? count : workers, 1'000'000)) return 2;
-    } else {
-      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
-      return 2;
-    }
-  }
+  Flags flags("Prints the first N primes found by a chain of filter fibers.\n");
+  flags.number("--count", count, "primes to print (N)", 1, 1'000'000);
+  flags.number("--workers", workers, "OS worker threads (0: one per core)", 0, 1024);
+  flags.parse(argc, argv);
   return weft::run(
       [count] {
         weft::Chan<unsigned long> ch(0);

@@ -34,23 +34,12 @@ unsigned collatz(unsigned long n) {
 
 int main(int argc, char** argv) {
   unsigned long jobs_n = 1000, pool = 8, workers = 0;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: %s [--jobs N] [--pool K] [--workers W]\n"
-                  "Runs N jobs on a pool of K worker fibers (over W OS threads) and collects\n"
-                  "the results over a channel; prints the longest Collatz chain found.\n",
-                  argv[0]);
-      return 0;
-    }
-    unsigned long* dst = a == "--jobs" ? &jobs_n : a == "--pool" ? &pool : a == "--workers" ? &workers : nullptr;
-    if (dst && i + 1 < argc) {
-      if (!parse_count(argv[0], a, argv[++i], *dst, 100'000'000)) return 2;
-    } else {
-      std::fprintf(stderr, "%s: unknown argument %s (try --help)\n", argv[0], a.c_str());
-      return 2;
-    }
-  }
+  Flags flags("Runs N jobs on a pool of K worker fibers (over W OS threads) and collects\n"
+              "the results over a channel; prints the longest Collatz chain found.\n");
+  flags.number("--jobs", jobs_n, "jobs to run (N)", 1, 100'000'000);
+  flags.number("--pool", pool, "worker fibers (K)", 1, 100'000);
+  flags.number("--workers", workers, "OS worker threads (W; 0: one per core)", 0, 1024);
+  flags.parse(argc, argv);
   return weft::run(
       [=] {
         weft::Chan<unsigned long> jobs(pool);  // a little slack for the producer

@@ -12,3 +12,4 @@
 #include <weft/chan.hpp>
 #include <weft/select.hpp>
 #include <weft/net.hpp>
+#include <weft/bufio.hpp>

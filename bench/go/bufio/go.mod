@@ -1,0 +1,3 @@
+module weftbench/bufio
+
+go 1.19
