@@ -587,22 +587,24 @@ TEST_P(Signals, GoTestStress) {
     Chan<int> sig(1);
     weft::notify_signals(sig, {SIGUSR1});
     const int n = static_cast<int>(chantest::scaled(3000, 200));
-    auto sender = weft::go([sig] {
-      for (int i = 0; i < n; i++) {
+    std::atomic<int> k{0};
+    auto sender = weft::go([sig, &k] {
+      // kill() is asynchronous and the kernel merges a pending signal with a
+      // new one: the burst may all land after it. Go on until one was received.
+      auto give_up = std::chrono::steady_clock::now() + 20s;
+      for (int i = 0; i < n || (k.load() == 0 && std::chrono::steady_clock::now() < give_up); i++) {
         kill(getpid(), SIGUSR1);
         weft::this_fiber::yield();
       }
       weft::stop_signals(sig);
       sig.close();  // safe: nothing is sent to sig after stop_signals returned
     });
-    int k = 0;
     for (int v : sig) {
       EXPECT_EQ(v, SIGUSR1);
       k++;
     }
     sender.join();
-    EXPECT_GT(k, 0);
-    EXPECT_LE(k, n);
+    EXPECT_GT(k.load(), 0);
   }, opts());
 }
 
