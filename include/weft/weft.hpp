@@ -11,5 +11,6 @@
 #include <weft/scope.hpp>
 #include <weft/chan.hpp>
 #include <weft/select.hpp>
+#include <weft/signal.hpp>
 #include <weft/net.hpp>
 #include <weft/bufio.hpp>

@@ -471,8 +471,19 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
     wp->thread = std::thread([wp] { worker_loop(wp); });
   }
   std::thread monitor([&r, caller = static_cast<pid_t>(syscall(SYS_gettid))] { monitor_loop(r, caller); });
-  while (r.main_done.load(std::memory_order_acquire) == 0 && !r.deadlocked.load(std::memory_order_acquire))
+  while (r.main_done.load(std::memory_order_acquire) == 0 && !r.deadlocked.load(std::memory_order_acquire)) {
+#ifdef WEFT_TSAN
+    // TSan runs the handler of an asynchronous signal only inside or on the
+    // way out of a call it intercepts, and a raw futex is none; the kernel
+    // gives a signal sent to the process (kill) to the main thread first,
+    // which waits here. So wake every 10 ms and make one (usleep), or a
+    // relayed SIGTERM (weft/signal.hpp) would wait for run() to return.
+    futex_wait(&r.main_done, 0, to_ns(Clock::now()) + 10'000'000);
+    usleep(0);
+#else
     futex_wait(&r.main_done, 0, kNoDeadline);
+#endif
+  }
   // Unwind whatever is still alive: parked fibers are woken with Cancel,
   // running and runnable ones unwind at their next park or yield.
   r.stopping.store(true, std::memory_order_seq_cst);
