@@ -411,11 +411,21 @@ TEST_P(SelectorTest, HandlerExceptionLeavesSelectorUsable) {
     EXPECT_EQ(seen, 1);
     EXPECT_EQ(sel.wait(), 0u);
     EXPECT_EQ(seen, 2);
-    // Moved: the new owner works, the old one is empty.
+    // Moved: the new owner works, the old one is empty (and usable).
     Selector moved = std::move(sel);
     a.send(3);
     EXPECT_EQ(moved.wait(), 0u);
     EXPECT_EQ(seen, 3);
+    EXPECT_EQ(sel.size(), 0u);  // NOLINT(bugprone-use-after-move): documented
+    sel.add(otherwise());
+    EXPECT_EQ(sel.wait(), 0u);
+    Selector other;
+    other.add(after(1h));
+    other.add(otherwise());
+    moved = std::move(other);
+    EXPECT_EQ(moved.size(), 2u);
+    EXPECT_EQ(moved.wait(), 1u);
+    EXPECT_EQ(other.size(), 0u);  // NOLINT(bugprone-use-after-move)
   }, opts());
 }
 
@@ -531,6 +541,12 @@ TEST(SelectorAfter, AnyDuration) {
     sel.add(after(std::chrono::duration<float>(0.002f)));
     sel.add(after(std::chrono::years(1000)));
     EXPECT_EQ(sel.wait(), 0u);
+    // Lvalue and const durations, with lvalue handlers.
+    const auto cd = 1ms;
+    std::chrono::duration<double, std::micro> ld(500.0);
+    auto h = [] {};
+    EXPECT_EQ(weft::select(recv(never), after(cd, h)), 1u);
+    EXPECT_EQ(weft::select(recv(never), after(ld)), 1u);
     // NaN is a bad argument.
     EXPECT_THROW(after(std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN())), std::invalid_argument);
     // A stored after (the issue's `auto t = weft::after(100ms);`): it means

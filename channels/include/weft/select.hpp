@@ -133,6 +133,11 @@ struct IsChan : std::false_type {};
 template <class T>
 struct IsChan<Chan<T>> : std::true_type {};
 
+template <class C>
+struct IsDuration : std::false_type {};
+template <class R, class P>
+struct IsDuration<std::chrono::duration<R, P>> : std::true_type {};
+
 template <class...>
 inline constexpr bool kAlwaysFalse = false;
 
@@ -286,6 +291,7 @@ detail::AfterCase<std::decay_t<F>> after(std::chrono::duration<Rep, Period> d, F
   return {detail::to_nanoseconds(d), std::forward<F>(f)};
 }
 template <class D, class... F>
+  requires(!detail::IsDuration<std::remove_cvref_t<D>>::value)
 void after(D&&, F&&...) {
   static_assert(detail::kAlwaysFalse<D>, "weft::after(d[, f]): d must be a std::chrono::duration (100ms, 1.5s, ...)");
 }

@@ -125,9 +125,36 @@ std::remove_const_t<M> take_member(M& m) {
 class Selector {
  public:
   Selector() = default;
-  Selector(Selector&&) noexcept = default;
-  Selector& operator=(Selector&&) noexcept = default;
+  // Moving takes every case; the moved-from Selector is empty.
+  Selector(Selector&& o) noexcept
+      : nodes_(std::move(o.nodes_)),
+        ws_(std::move(o.ws_)),
+        scratch_(std::move(o.scratch_)),
+        chans_(o.chans_),
+        after_index_(o.after_index_),
+        after_d_(o.after_d_),
+        default_index_(o.default_index_) {
+    o.clear();
+  }
+  Selector& operator=(Selector&& o) noexcept {
+    if (this != &o) {
+      clear();
+      Selector tmp(std::move(o));
+      swap(tmp);
+    }
+    return *this;
+  }
   ~Selector() = default;
+  void swap(Selector& o) noexcept {
+    std::swap(nodes_, o.nodes_);
+    std::swap(ws_, o.ws_);
+    std::swap(scratch_, o.scratch_);
+    std::swap(chans_, o.chans_);
+    std::swap(after_index_, o.after_index_);
+    std::swap(after_d_, o.after_d_);
+    std::swap(default_index_, o.default_index_);
+    std::swap(stale_, o.stale_);
+  }
 
   // Adds a case made by recv/send/after/otherwise; returns its index (0, 1, ...).
   template <class Case>
