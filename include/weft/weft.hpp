@@ -12,5 +12,6 @@
 #include <weft/chan.hpp>
 #include <weft/select.hpp>
 #include <weft/signal.hpp>
+#include <weft/selector.hpp>
 #include <weft/net.hpp>
 #include <weft/bufio.hpp>

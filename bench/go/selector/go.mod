@@ -1,0 +1,3 @@
+module weftbench/selector
+
+go 1.19
