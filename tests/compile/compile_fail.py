@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Compile-time checks of select() and Selector misuse (weft/select.hpp).
+"""Compile-time checks of misuse: go/spawn/Scope::go arguments (weft/runtime.hpp),
+select() and Selector (weft/select.hpp).
 
 Each snippet below must fail to compile with the static_assert text given,
 which tells the user what to do; the control snippet (the same calls, used
@@ -15,6 +16,7 @@ import tempfile
 PRELUDE = """
 #include <weft/weft.hpp>
 #include <string>
+#include <vector>
 using namespace std::chrono_literals;
 void f(weft::Chan<int> ch, weft::Chan<std::string> sc, weft::Selector& sel) {
   (void)ch; (void)sc; (void)sel;
@@ -31,9 +33,21 @@ CONTROL = """
   sel.add(weft::recv(ch, [](std::optional<int>) {}));
   sel.add(t);
   sel.add(o);
+  std::vector<int> v;
+  weft::go([](std::vector<int>&) {}, std::ref(v)).join();
+  weft::spawn([](const std::vector<int>&) {}, v);
 """
 
 CASES = [
+    ("go with a T& parameter",
+     "std::vector<int> v; weft::go([](std::vector<int>&) {}, v).join();",
+     "pass std::ref(x)"),
+    ("spawn with a T& parameter",
+     "std::vector<int> v; weft::spawn([](std::vector<int>& x) { x.push_back(1); }, v);",
+     "pass std::ref(x)"),
+    ("Scope::go with arguments f does not take",
+     "weft::Scope s; s.go([](int) {}, \"not an int\");",
+     "f cannot be called with these arguments"),
     ("stored send case",
      "auto c = weft::send(sc, std::string(\"x\")); weft::select(c);",
      "must be built inside the select(...) call"),

@@ -1,9 +1,0 @@
-// spawn(fill, v) with fill(std::vector<int>&): as go.
-// expect: pass std::ref\(x\)
-#include <weft/weft.hpp>
-#include <vector>
-void fill(std::vector<int>& v) { v.push_back(1); }
-void f() {
-  std::vector<int> v;
-  weft::spawn(fill, v);
-}
