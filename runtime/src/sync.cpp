@@ -483,6 +483,7 @@ void RWMutex::depart_locked() noexcept {
 
 void RWMutex::lock_shared_slow() {
   // Counted (fetch_add in lock_shared) while a writer was present.
+  WEFT_CHAOS_POINT();  // counted, not queued: the writer's release may come first (rsem_)
   detail::Waiter w;
   {
     std::lock_guard<detail::SpinLock> g(qlock_);
@@ -517,6 +518,7 @@ void RWMutex::unlock_shared_slow(std::uint64_t before) {
   // A writer waits for the holders it counted to leave (we are one: a
   // holder counted after its CAS cannot exist). *this is alive: that
   // writer needs this call.
+  WEFT_CHAOS_POINT();  // departed from state_, not yet from rwait_
   std::lock_guard<detail::SpinLock> g(qlock_);
   depart_locked();
 }

@@ -193,6 +193,8 @@ class WaitGroup {
 // lock get in before the next writer. Writers are served in FIFO order. An
 // uncontended lock_shared/unlock_shared is one atomic read-modify-write
 // each. lock() and lock_shared() are not cancellation points (API.md).
+// The cooperative budget (park.hpp) is spent on the uncontended unlocks,
+// so that a fiber whose budget runs out yields without holding the lock.
 // At most 2^32 - 1 readers at once.
 class RWMutex {
  public:
@@ -203,10 +205,7 @@ class RWMutex {
 
   void lock() {
     std::uint64_t expected = 0;
-    if (state_.compare_exchange_strong(expected, kWriter, std::memory_order_acquire, std::memory_order_relaxed)) {
-      rt::spend_budget();
-      return;
-    }
+    if (state_.compare_exchange_strong(expected, kWriter, std::memory_order_acquire, std::memory_order_relaxed)) return;
     lock_slow();
   }
   bool try_lock() noexcept {
@@ -217,17 +216,18 @@ class RWMutex {
     // Fast path: no reader arrived and no writer queued during the hold.
     // The CAS is then the last touch of *this.
     std::uint64_t expected = kWriter;
-    if (state_.compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed)) return;
+    if (state_.compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed)) {
+      rt::spend_budget();
+      return;
+    }
     unlock_slow();
   }
 
   void lock_shared() {
     // One RMW: counted as a reader; without a writer present or waiting,
     // that is the read lock (sync.cpp, "RWMutex").
-    if (!(state_.fetch_add(1, std::memory_order_acquire) & kWriter)) [[likely]] {
-      rt::spend_budget();
+    if (!(state_.fetch_add(1, std::memory_order_acquire) & kWriter)) [[likely]]
       return;
-    }
     lock_shared_slow();
   }
   bool try_lock_shared() noexcept {
@@ -239,8 +239,10 @@ class RWMutex {
   void unlock_shared() {
     // One RMW; the slow path only when a writer waits for us to leave.
     std::uint64_t s = state_.fetch_sub(1, std::memory_order_release);
-    if (!(s & kWriter) && (s & kReaderMask)) [[likely]]
+    if (!(s & kWriter) && (s & kReaderMask)) [[likely]] {
+      rt::spend_budget();
       return;
+    }
     unlock_shared_slow(s);
   }
 
