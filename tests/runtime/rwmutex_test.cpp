@@ -15,7 +15,9 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <shared_mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -503,6 +505,53 @@ TEST_P(RWMutexTest, ShutdownUnwindsParkedLockers) {
   m.unlock();
   EXPECT_TRUE(m.try_lock_shared());
   m.unlock_shared();
+}
+
+// ---- dumps and deadlocks ------------------------------------------------------
+
+// A fiber dump names what fibers parked in the new primitives wait on.
+TEST_F(RWMutexOrder, DumpNamesRWMutexSemaphoreOnce) {
+  std::string out;
+  weft::run([&] {
+    weft::RWMutex m;
+    weft::Semaphore s(0);
+    weft::Once once;
+    Chan<int> release(0);
+    m.lock();
+    weft::spawn(weft::Named{"writer"}, [&] { std::lock_guard<weft::RWMutex> l(m); });
+    weft::spawn(weft::Named{"reader"}, [&] { std::shared_lock<weft::RWMutex> l(m); });
+    weft::spawn(weft::Named{"acquirer"}, [&] { s.acquire(); });
+    weft::spawn(weft::Named{"runner"}, [&] { once.call([&] { (void)release.recv(); }); });
+    weft::spawn(weft::Named{"caller"}, [&] { once.call([] {}); });
+    wait_parked(5);
+    std::ostringstream o;
+    weft::dump(o);
+    out = o.str();
+    m.unlock();
+    s.release();
+    release.send(1);
+    EXPECT_TRUE(weft_test::only_caller_left());
+  }, weft::Options{.workers = 1});
+  auto has = [&](const char* re) { return std::regex_search(out, std::regex(re)); };
+  EXPECT_TRUE(has(R"(fiber \d+ "writer" \[parked \d+ ms: rwmutex lock 0x)")) << out;
+  EXPECT_TRUE(has(R"(fiber \d+ "reader" \[parked \d+ ms: rwmutex lock 0x)")) << out;
+  EXPECT_TRUE(has(R"(fiber \d+ "acquirer" \[parked \d+ ms: semaphore acquire 0x)")) << out;
+  EXPECT_TRUE(has(R"(fiber \d+ "runner" \[parked \d+ ms: chan recv 0x)")) << out;
+  EXPECT_TRUE(has(R"(fiber \d+ "caller" \[parked \d+ ms: once wait 0x)")) << out;
+}
+
+// Go's classic RWMutex deadlock: a fiber holding a read lock asks for the
+// write lock. The deadlock report names it, and the runtime unwinds.
+TEST_F(RWMutexOrder, ReadThenWriteInOneFiberIsADeadlock) {
+  testing::internal::CaptureStderr();
+  EXPECT_THROW(weft::run([] {
+    weft::RWMutex m;
+    m.lock_shared();
+    m.lock();
+  }, weft::Options{.workers = 1}), weft::Deadlock);
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("weft: all fibers are asleep - deadlock!"), std::string::npos) << err;
+  EXPECT_NE(err.find("rwmutex lock"), std::string::npos) << err;
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, RWMutexTest, ::testing::Values(1u, 2u), weft_test::workers_name);
