@@ -42,7 +42,7 @@ namespace weft::rt {
 
 namespace {
 
-std::atomic<WaitDescriber> g_describers[16];
+std::atomic<WaitDescriber> g_describers[32];
 
 const char* kind_name(WaitKind k) noexcept {
   switch (k) {
@@ -60,6 +60,9 @@ const char* kind_name(WaitKind k) noexcept {
     case WaitKind::IoWrite: return "socket write";
     case WaitKind::Blocking: return "blocking() call";
     case WaitKind::Other: return "other";
+    case WaitKind::RWMutex: return "rwmutex lock";
+    case WaitKind::Semaphore: return "semaphore acquire";
+    case WaitKind::Once: return "once wait";
   }
   return "?";
 }
@@ -93,7 +96,7 @@ __attribute__((no_sanitize("thread", "address"), noinline)) int backtrace_of(con
 WEFT_RACY_READER std::string wait_text(WaitKind k, const void* obj) {
   std::string s = kind_name(k);
   char buf[96] = {};
-  if (WaitDescriber d = g_describers[static_cast<unsigned>(k) % 16].load(std::memory_order_acquire); d && obj) {
+  if (WaitDescriber d = g_describers[static_cast<unsigned>(k) % 32].load(std::memory_order_acquire); d && obj) {
     d(k, obj, buf, sizeof buf);
     return s + " " + buf;
   }
@@ -169,7 +172,7 @@ Runtime& current_runtime(const char* what) {
 }  // namespace
 
 void set_wait_describer(WaitKind kind, WaitDescriber fn) noexcept {
-  g_describers[static_cast<unsigned>(kind) % 16].store(fn, std::memory_order_release);
+  g_describers[static_cast<unsigned>(kind) % 32].store(fn, std::memory_order_release);
 }
 
 WEFT_RACY_READER void dump_runtime(Runtime& r, std::ostream& out) {

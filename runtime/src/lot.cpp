@@ -69,6 +69,8 @@ LotWaiter* lot_pop(LotBucket& b, const void* key) noexcept {
   return h;
 }
 
+bool lot_has_waiters(LotBucket& b, const void* key) noexcept { return find_queue(b, key) != nullptr; }
+
 bool lot_wake_one(LotBucket& b, const void* key, WakeReason r) noexcept {
   while (LotWaiter* w = lot_pop(b, key))
     if (rt::unpark(w->parker, r)) return true;

@@ -67,6 +67,7 @@ LotBucket& lot_bucket(const void* key) noexcept;
 void lot_push(LotBucket& b, LotWaiter* w) noexcept;           // at the tail of w->key's queue
 void lot_remove(LotBucket& b, LotWaiter* w) noexcept;         // w->queued must be true
 LotWaiter* lot_pop(LotBucket& b, const void* key) noexcept;   // the oldest waiter of key, or null
+bool lot_has_waiters(LotBucket& b, const void* key) noexcept;
 // Pops waiters of key until one is woken with r (true) or none is left.
 bool lot_wake_one(LotBucket& b, const void* key, WakeReason r = WakeReason::Event) noexcept;
 // Pops and wakes every waiter of key; returns how many were woken.

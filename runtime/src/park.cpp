@@ -77,10 +77,10 @@ Parker prepare_park(WaitKind kind, const void* object) noexcept {
   } else {
     f->park_ms = f->rt->coarse_ms.load(std::memory_order_relaxed);
   }
-  // A Mutex's park is never a cancellation point. (A plain thread's park
-  // may be marked cancellable: nobody cancels a thread.)
+  // A Mutex's or RWMutex's park is never a cancellation point. (A plain
+  // thread's park may be marked cancellable: nobody cancels a thread.)
   std::uint64_t flags = f->park_flags;
-  if (kind == WaitKind::Mutex) flags &= ~kCancellable;
+  if (kind == WaitKind::Mutex || kind == WaitKind::RWMutex) flags &= ~kCancellable;
   f->sync->store((f->gen << kGenShift) | flags, std::memory_order_release);
   return Parker{f, f->sync, f->gen};
 }

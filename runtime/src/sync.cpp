@@ -1,5 +1,8 @@
-// sync.cpp: SpinLock, WaitList, Mutex, CondVar, WaitGroup. Invariants and
-// lock order: see weft/sync.hpp and lot.hpp.
+// sync.cpp: SpinLock, WaitList, Mutex, CondVar, WaitGroup, RWMutex,
+// Semaphore, Once. Invariants and lock order: see weft/sync.hpp, lot.hpp
+// and each primitive's section below. Lock order (HACKING.md): a queue lock
+// (Mutex::qlock_, RWMutex::qlock_, a lot bucket's lock) is level 1: only
+// rt::unpark is called under it; no two are ever held at once.
 #include <weft/sync.hpp>
 
 #include <sched.h>
@@ -321,6 +324,380 @@ bool WaitGroup::wait_until(Clock::time_point deadline) {
   }
   if (r == WakeReason::Cancel) rt::throw_unwind();
   return reached;
+}
+
+
+// ---- RWMutex -------------------------------------------------------------------
+// The design is Go's sync.RWMutex (reader count, writer-pending flag in the
+// same word, departing readers counted down by the writer), written anew
+// around one spin lock so that every wake, and every touch of *this after
+// a wake, happens under qlock_ (the destructor takes it: see sync.hpp).
+//
+// state_ (see sync.hpp): R readers counted | kWriter | kWriters.
+// - A reader counts itself with one fetch_add. Without kWriter in the old
+//   value it holds the read lock. With kWriter it is a *waiting* reader: it
+//   takes qlock_ and either finds a read unit granted for it (rsem_) or
+//   queues in readers_ until a writer's release hands it one.
+// - A writer gets the exclusivity by setting kWriter (CAS, under qlock_ on
+//   the slow path) while it is clear; the R readers counted in that old
+//   value are holders, and it waits (as pending_) until all R have left:
+//   rwait_ = R, and each departing holder (fetch_sub sees kWriter) counts
+//   rwait_ down under qlock_; the one that reaches zero hands the lock to
+//   the pending writer. A writer that finds kWriter set queues in writers_
+//   (setting kWriters, so that unlock's fast path fails).
+// - A writer's release (unlock_slow, under qlock_) is one CAS on state_
+//   that fixes the set of readers that arrived during its hold (the R of
+//   the value it replaces: RMWs on one word are totally ordered): it grants
+//   each of them a read unit (handing it straight to a queued reader, or
+//   adding it to rsem_ for one still on its way to qlock_). If writers are
+//   queued, the CAS keeps kWriter and the first of them becomes the pending
+//   writer with rwait_ = R: so readers that arrived during a hold go before
+//   the next writer, and readers arriving later queue behind that writer:
+//   neither side starves. Else the CAS clears kWriter and later readers
+//   take the fast path.
+// Read units are fungible: a reader counted after a hand-off's CAS can take
+// a unit from rsem_ meant for one counted before it that has not reached
+// qlock_ yet; the latter then queues for the next writer's release, and the
+// pending writer still waits for exactly R departures (the taker is one).
+// So every counted reader either holds (and departs once) or waits for a
+// release that counts it, and rwait_ reaches zero exactly when the readers
+// the pending writer must wait for have left.
+//
+// Invariants (qlock_ held): pending_ != null iff kWriter is set and its
+// writer waits for rwait_ > 0 departures; every waiter in readers_ was
+// counted while kWriter was set; writers_ non-empty iff kWriters.
+//
+// Memory ordering. The read fast path's fetch_add (acquire) reads from the
+// last writer release (a CAS with release) or from later RMWs of its release
+// sequence, so a reader sees the writer's writes; a reader's departing
+// fetch_sub (release) is read by the writer's acquire CAS on the fast path,
+// or reaches the pending writer through qlock_ and the unpark's acq_rel
+// claim. Grants through rsem_ are published by qlock_.
+//
+// Cut-short waits. RWMutex parks are not cancellation points, but at
+// shutdown the runtime claims every park with Cancel. A waker never checks
+// unpark()'s result: a waiter whose claim was lost finds, under qlock_,
+// whether it is still queued (then it withdraws) or was granted the lock
+// (then it releases it again) before it unwinds.
+
+void RWMutex::lock_slow() {
+  detail::Waiter w;
+  {
+    std::lock_guard<detail::SpinLock> g(qlock_);
+    std::uint64_t s = state_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (!(s & kWriter)) {
+        if (!state_.compare_exchange_weak(s, s | kWriter, std::memory_order_acquire, std::memory_order_relaxed))
+          continue;
+        if (!(s & kReaderMask)) return;  // no reader holds it: ours
+        rwait_ = s & kReaderMask;
+        pending_ = &w;
+        break;
+      }
+      if (state_.compare_exchange_weak(s, s | kWriters, std::memory_order_relaxed, std::memory_order_relaxed)) {
+        writers_.push_back(&w);
+        break;
+      }
+    }
+    w.parker = rt::prepare_park(WaitKind::RWMutex, this);
+  }
+  WakeReason r = rt::park(w.parker);
+  if (r == WakeReason::Event) return;  // handed the lock
+  {
+    std::lock_guard<detail::SpinLock> g(qlock_);
+    if (w.queued) {
+      writers_.remove(&w);
+      if (writers_.empty()) state_.fetch_and(~kWriters, std::memory_order_relaxed);
+    } else if (pending_ == &w) {
+      pending_ = nullptr;
+      release_writer_locked();  // give up the exclusivity (rwait_ readers still hold)
+    } else {
+      release_writer_locked();  // the lock was handed to us: release it
+    }
+  }
+  rt::throw_unwind();
+}
+
+void RWMutex::unlock_slow() {
+  std::lock_guard<detail::SpinLock> g(qlock_);
+  if (!(state_.load(std::memory_order_relaxed) & kWriter) || pending_) {
+    std::fputs("weft: RWMutex::unlock() of a mutex not locked for writing\n", stderr);
+    std::abort();
+  }
+  release_writer_locked();
+}
+
+// The exclusivity's holder gives it up: to the first queued writer, or to
+// nobody. rwait_ is 0, except when a pending writer gives up (shutdown):
+// then rwait_ readers still hold and are not granted again.
+void RWMutex::release_writer_locked() noexcept {
+  std::uint64_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (detail::Waiter* next = writers_.front()) {
+      std::uint64_t ns = s;
+      if (!next->next) ns &= ~kWriters;  // it is the last queued writer
+      // acq_rel: fixes the readers counted so far (they go first) and
+      // publishes our writes to them and to the next writer.
+      if (!state_.compare_exchange_weak(s, ns, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
+      writers_.pop_front();
+      std::uint64_t counted = s & kReaderMask;
+      std::uint64_t units = counted - rwait_;
+      pending_ = next;
+      rwait_ = counted;
+      grant_readers_locked(units);
+      if (rwait_ == 0) grant_pending_locked();
+      return;
+    }
+    if (!state_.compare_exchange_weak(s, s & ~(kWriter | kWriters), std::memory_order_release,
+                                      std::memory_order_relaxed))
+      continue;
+    std::uint64_t units = (s & kReaderMask) - rwait_;
+    rwait_ = 0;
+    grant_readers_locked(units);
+    return;
+  }
+}
+
+void RWMutex::grant_readers_locked(std::uint64_t units) noexcept {
+  for (; units > 0; units--) {
+    detail::Waiter* r = readers_.pop_front();
+    if (!r) break;
+    rt::unpark(r->parker);  // a lost claim: that reader releases it itself
+  }
+  rsem_ += units;
+}
+
+void RWMutex::grant_pending_locked() noexcept {
+  detail::Waiter* w = std::exchange(pending_, nullptr);
+  rt::unpark(w->parker);  // a lost claim: that writer releases it itself
+}
+
+// A reader counted while kWriter was set leaves (qlock_ held).
+void RWMutex::depart_locked() noexcept {
+  if (rwait_ == 0 || !pending_) {
+    std::fputs("weft: RWMutex::unlock_shared() with no read lock held\n", stderr);
+    std::abort();
+  }
+  if (--rwait_ == 0) grant_pending_locked();
+}
+
+void RWMutex::lock_shared_slow() {
+  // Counted (fetch_add in lock_shared) while a writer was present.
+  WEFT_CHAOS_POINT();  // counted, not queued: the writer's release may come first (rsem_)
+  detail::Waiter w;
+  {
+    std::lock_guard<detail::SpinLock> g(qlock_);
+    if (rsem_ > 0) {
+      rsem_--;  // the writer has gone and left a unit for us
+      return;
+    }
+    w.parker = rt::prepare_park(WaitKind::RWMutex, this);
+    readers_.push_back(&w);
+  }
+  WakeReason r = rt::park(w.parker);
+  if (r == WakeReason::Event) return;  // handed a read unit
+  {
+    std::lock_guard<detail::SpinLock> g(qlock_);
+    if (w.queued) {
+      readers_.remove(&w);
+      state_.fetch_sub(1, std::memory_order_relaxed);  // withdraw: never a holder
+    } else {
+      // Granted: we hold the read lock and leave again.
+      std::uint64_t s = state_.fetch_sub(1, std::memory_order_release);
+      if (s & kWriter) depart_locked();
+    }
+  }
+  rt::throw_unwind();
+}
+
+void RWMutex::unlock_shared_slow(std::uint64_t before) {
+  if (!(before & kReaderMask)) {
+    std::fputs("weft: RWMutex::unlock_shared() of a mutex not locked for reading\n", stderr);
+    std::abort();
+  }
+  // A writer waits for the holders it counted to leave (we are one: a
+  // holder counted after its CAS cannot exist). *this is alive: that
+  // writer needs this call.
+  WEFT_CHAOS_POINT();  // departed from state_, not yet from rwait_
+  std::lock_guard<detail::SpinLock> g(qlock_);
+  depart_locked();
+}
+
+// ---- Semaphore -----------------------------------------------------------------
+// Waiters are queued in the parking lot under the semaphore's address
+// (lot.hpp). state_ = free units << 1 | kWaiters (sync.hpp).
+//
+// Invariants. kWaiters is set iff the lot queue of this key is non-empty;
+// both change only under the bucket lock. While kWaiters is set, no unit is
+// free (units go straight to waiters), so the fast paths (a CAS taking a
+// unit when one is free; a CAS adding units when kWaiters is clear) cannot
+// change state_: it only changes under the bucket lock then. FIFO follows:
+// nobody takes a unit while a waiter is queued, and release hands units to
+// the oldest waiters.
+//
+// A waiter wakes with Event only when a release won the claim on its park
+// and so handed it a unit; that wake is the transfer. A waiter whose
+// timeout or cancellation won the claim took nothing: if a release popped
+// it meanwhile, that release's unpark failed and it passed the unit to the
+// next waiter (or to the count). The waiter unlinks itself under the bucket
+// lock (clearing kWaiters if it was the last) and returns false or throws.
+//
+// Lifetime. A woken waiter returns without touching *this. release() wakes
+// and then stores the units left over, all under the bucket lock; the
+// destructor takes that lock, so freeing a semaphore as soon as a woken
+// waiter returns waits out a release still inside. The fast paths' CAS is
+// their last touch.
+//
+// Memory ordering: units move through state_ by CAS (acquire to take,
+// release to add) or through the claim (unpark's acq_rel CAS, park's
+// acquire load), both after the releaser's writes.
+
+Semaphore::Semaphore(std::ptrdiff_t n) : state_(0) {
+  if (n < 0 || n > max()) throw std::invalid_argument("weft: Semaphore: initial count out of range");
+  state_.store(static_cast<std::int64_t>(n) << 1, std::memory_order_relaxed);
+}
+
+Semaphore::~Semaphore() {
+  detail::LotBucket& b = detail::lot_bucket(this);
+  b.lock.lock();
+  b.lock.unlock();
+}
+
+bool Semaphore::acquire_slow(Clock::time_point deadline) {
+  detail::LotWaiter w;
+  w.key = this;
+  detail::LotBucket& b = detail::lot_bucket(this);
+  {
+    std::lock_guard<detail::SpinLock> g(b.lock);
+    std::int64_t s = state_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (s >= 2) {
+        if (state_.compare_exchange_weak(s, s - 2, std::memory_order_acquire, std::memory_order_relaxed)) return true;
+        continue;
+      }
+      // No unit free. A deadline already passed (try_acquire_for(0)): no queueing.
+      if (deadline != Clock::time_point::max() && deadline <= Clock::now()) return false;
+      if (s == kWaiters) break;
+      if (state_.compare_exchange_weak(s, kWaiters, std::memory_order_relaxed, std::memory_order_relaxed)) break;
+    }
+    w.parker = rt::prepare_park(WaitKind::Semaphore, this);
+    detail::lot_push(b, &w);
+  }
+  WakeReason r = rt::park_until(w.parker, deadline);
+  if (r == WakeReason::Event) return true;  // a release handed us a unit
+  {
+    std::lock_guard<detail::SpinLock> g(b.lock);
+    if (w.queued) {
+      detail::lot_remove(b, &w);
+      if (!detail::lot_has_waiters(b, this)) state_.store(0, std::memory_order_relaxed);
+    }
+  }
+  if (r == WakeReason::Cancel) rt::throw_unwind();
+  return false;
+}
+
+void Semaphore::release(std::ptrdiff_t n) {
+  if (n < 0) throw std::invalid_argument("weft: Semaphore::release: negative count");
+  if (n == 0) return;
+  if (n > max()) throw std::invalid_argument("weft: Semaphore::release: count would pass max()");
+  const std::int64_t add = static_cast<std::int64_t>(n) << 1;
+  std::int64_t s = state_.load(std::memory_order_relaxed);
+  while (!(s & kWaiters)) {
+    if ((s >> 1) > max() - n) throw std::invalid_argument("weft: Semaphore::release: count would pass max()");
+    if (state_.compare_exchange_weak(s, s + add, std::memory_order_release, std::memory_order_relaxed)) return;
+  }
+  detail::LotBucket& b = detail::lot_bucket(this);
+  std::lock_guard<detail::SpinLock> g(b.lock);
+  s = state_.load(std::memory_order_relaxed);
+  while (!(s & kWaiters)) {  // the last waiter left meanwhile
+    if ((s >> 1) > max() - n) throw std::invalid_argument("weft: Semaphore::release: count would pass max()");
+    if (state_.compare_exchange_weak(s, s + add, std::memory_order_release, std::memory_order_relaxed)) return;
+  }
+  // Waiters queued: state_ is kWaiters (no unit free) and only changes
+  // under this lock.
+  std::ptrdiff_t left = n;
+  while (left > 0) {
+    detail::LotWaiter* w = detail::lot_pop(b, this);
+    if (!w) break;
+    if (rt::unpark(w->parker)) left--;  // else: it timed out or was cancelled first
+  }
+  if (!detail::lot_has_waiters(b, this))
+    state_.store(static_cast<std::int64_t>(left) << 1, std::memory_order_release);
+}
+
+// ---- Once ----------------------------------------------------------------------
+// state_: kIdle -> kRunning (a CAS by the caller that runs f, no lock) ->
+// kDone, or back to kIdle if f threw. Both moves out of kRunning are made
+// under the lot bucket's lock of this Once, and a caller that finds
+// kRunning queues under that lock after looking again: no lost wake.
+// The move to kDone is the runner's last touch of *this: it then wakes the
+// waiters (only the lot and their records), telling each through its
+// record that f has run, so a woken waiter returns without touching *this
+// (the Once may be freed by then). After a throw the runner wakes one
+// waiter (the oldest whose claim it wins) to try again; that one is still
+// inside call(), so it may touch *this.
+// Memory ordering: the kDone store (release) pairs with call()'s acquire
+// load; woken waiters see f's effects through the claim.
+
+namespace {
+struct OnceWaiter : detail::LotWaiter {
+  bool done = false;  // set by the waker: f has run, return
+};
+}  // namespace
+
+void Once::call_slow(void (*fn)(void*), void* arg) {
+  detail::LotBucket& b = detail::lot_bucket(this);
+  for (;;) {
+    std::uint32_t s = state_.load(std::memory_order_acquire);
+    if (s == kDone) return;
+    if (s == kIdle) {
+      if (state_.compare_exchange_weak(s, kRunning, std::memory_order_acquire, std::memory_order_relaxed)) {
+        run(fn, arg);
+        return;
+      }
+      continue;
+    }
+    rt::cancellation_point();  // we would wait for another caller's f
+    OnceWaiter w;
+    w.key = this;
+    {
+      std::lock_guard<detail::SpinLock> g(b.lock);
+      if (state_.load(std::memory_order_acquire) != kRunning) continue;
+      w.parker = rt::prepare_park(WaitKind::Once, this);
+      detail::lot_push(b, &w);
+    }
+    WakeReason r = rt::park(w.parker);
+    if (r == WakeReason::Event) {
+      if (w.done) return;  // never touch *this again
+      continue;            // f threw: try again
+    }
+    {
+      std::lock_guard<detail::SpinLock> g(b.lock);
+      if (w.queued) detail::lot_remove(b, &w);
+      // Not queued: a waker popped us and lost the claim; it moved on.
+    }
+    rt::throw_unwind();
+  }
+}
+
+void Once::run(void (*fn)(void*), void* arg) {
+  detail::LotBucket& b = detail::lot_bucket(this);
+  try {
+    fn(arg);
+  } catch (...) {
+    std::lock_guard<detail::SpinLock> g(b.lock);
+    state_.store(kIdle, std::memory_order_release);
+    while (auto* w = static_cast<OnceWaiter*>(detail::lot_pop(b, this)))
+      if (rt::unpark(w->parker)) break;  // w->done stays false: it retries
+    throw;
+  }
+  std::lock_guard<detail::SpinLock> g(b.lock);
+  state_.store(kDone, std::memory_order_release);
+  // *this may be freed from here on: the key is only compared.
+  while (auto* w = static_cast<OnceWaiter*>(detail::lot_pop(b, this))) {
+    w->done = true;
+    rt::unpark(w->parker);
+  }
 }
 
 }  // namespace weft

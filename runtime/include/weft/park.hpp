@@ -59,7 +59,8 @@ enum class WakeReason : std::uint8_t {
 // Fibers parked on Io*, Blocking and Sleep (or with any timer armed) can be
 // woken by the world outside: the deadlock check never counts them stuck.
 enum class WaitKind : std::uint8_t {
-  None, Join, Mutex, CondVar, WaitGroup, Sleep, ChanSend, ChanRecv, Select, Io, Blocking, Other, IoRead, IoWrite
+  None, Join, Mutex, CondVar, WaitGroup, Sleep, ChanSend, ChanRecv, Select, Io, Blocking, Other, IoRead, IoWrite,
+  RWMutex, Semaphore, Once
 };
 
 // Forces a function into its caller, even at -O0: go(), spawn() and
@@ -86,8 +87,8 @@ inline const void* runtime_of(const Fiber* f) noexcept { return *reinterpret_cas
 
 // Opens a new park generation for the current fiber and records what it waits
 // on. Must be called on a fiber. Publish the result, then call park().
-// Every park is a cancellation point (weft/cancel.hpp) except a Mutex's and
-// those made inside a CancelShield (or while unwinding at shutdown): a
+// Every park is a cancellation point (weft/cancel.hpp) except a Mutex's or
+// an RWMutex's and those made inside a CancelShield (or while unwinding at shutdown): a
 // cancellation reaching the fiber while it is parked at a cancellation
 // point wakes it with WakeReason::Cancel. The caller then withdraws what it
 // published (or, if a waker completed its operation first, keeps the

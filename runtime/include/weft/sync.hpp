@@ -1,14 +1,18 @@
-// weft/sync.hpp: Mutex, CondVar and WaitGroup that park the calling fiber,
-// never its OS thread (API.md "Synchronisation"). They also work from plain
-// threads, which then block on a futex.
+// weft/sync.hpp: Mutex, CondVar, WaitGroup, RWMutex, Semaphore and Once
+// that park the calling fiber, never its OS thread (API.md
+// "Synchronisation"). They also work from plain threads, which then block on
+// a futex.
 //
-// Waiters are intrusive FIFO records on the waiting fibers' stacks. CondVar
-// and WaitGroup keep them in the runtime's parking lot (runtime/src/lot.hpp),
-// outside the object, so that the object may be destroyed as soon as its
-// waiters were woken (API.md "Lifetime"): nothing touches it after that.
-// Mutex keeps its own list under its spin lock `qlock_` (a woken waiter is
-// still inside lock(), so the mutex is alive; the destructor waits out an
-// unlock still inside). Queue locks are leaves: held for a few
+// Waiters are intrusive FIFO records on the waiting fibers' stacks. CondVar,
+// WaitGroup, Semaphore and Once keep them in the runtime's parking lot
+// (runtime/src/lot.hpp), outside the object, so that the object may be
+// destroyed as soon as its waiters were woken (API.md "Lifetime"): a woken
+// waiter never touches it again. Mutex and RWMutex keep their own lists
+// under their spin lock `qlock_` (a woken waiter owns the lock, so the
+// object is alive until it unlocks). A waker that still touches the object
+// after a wake (Mutex, RWMutex and Semaphore slow paths) does so only under
+// the queue lock, and their destructors take that lock once: destroying the
+// object waits out such a waker. Queue locks are leaves: held for a few
 // instructions, never across a park, and the only call made under them is
 // rt::unpark (which may take a worker's idle lock: see HACKING.md's order).
 // A waiter is removed from its list by whoever dequeues it under the queue
@@ -20,8 +24,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
+#include <utility>
 
 #include <weft/park.hpp>
 
@@ -66,6 +73,7 @@ class WaitList {
   void push_front(Waiter* w) noexcept;
   void remove(Waiter* w) noexcept;
   Waiter* pop_front() noexcept;
+  Waiter* front() const noexcept { return head_; }
 
  private:
   Waiter* head_ = nullptr;
@@ -175,6 +183,189 @@ class WaitGroup {
   // the waiters (in the parking lot, keyed by this) are ordered by the
   // lot bucket's lock (see sync.cpp).
   std::atomic<std::int64_t> count_{0};
+};
+
+// A reader/writer lock for fibers (Go's sync.RWMutex), usable with
+// std::unique_lock / std::lock_guard (writers) and std::shared_lock
+// (readers). Not recursive; a reader must not upgrade. A writer that waits
+// is not starved: once it is queued, new readers queue behind it (they get
+// in after it unlocks); the readers that arrived while a writer held the
+// lock get in before the next writer. Writers are served in FIFO order. An
+// uncontended lock_shared/unlock_shared is one atomic read-modify-write
+// each. lock() and lock_shared() are not cancellation points (API.md).
+// The cooperative budget (park.hpp) is spent on the uncontended unlocks,
+// so that a fiber whose budget runs out yields without holding the lock.
+// At most 2^32 - 1 readers at once.
+class RWMutex {
+ public:
+  RWMutex() = default;
+  RWMutex(const RWMutex&) = delete;
+  RWMutex& operator=(const RWMutex&) = delete;
+  ~RWMutex() { qlock_.lock(); }  // waits out a slow unlock still inside
+
+  void lock() {
+    std::uint64_t expected = 0;
+    if (state_.compare_exchange_strong(expected, kWriter, std::memory_order_acquire, std::memory_order_relaxed)) return;
+    lock_slow();
+  }
+  bool try_lock() noexcept {
+    std::uint64_t expected = 0;
+    return state_.compare_exchange_strong(expected, kWriter, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+  void unlock() {
+    // Fast path: no reader arrived and no writer queued during the hold.
+    // The CAS is then the last touch of *this.
+    std::uint64_t expected = kWriter;
+    if (state_.compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed)) {
+      rt::spend_budget();
+      return;
+    }
+    unlock_slow();
+  }
+
+  void lock_shared() {
+    // One RMW: counted as a reader; without a writer present or waiting,
+    // that is the read lock (sync.cpp, "RWMutex").
+    if (!(state_.fetch_add(1, std::memory_order_acquire) & kWriter)) [[likely]]
+      return;
+    lock_shared_slow();
+  }
+  bool try_lock_shared() noexcept {
+    std::uint64_t s = state_.load(std::memory_order_relaxed);
+    while (!(s & kWriter))
+      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire, std::memory_order_relaxed)) return true;
+    return false;
+  }
+  void unlock_shared() {
+    // One RMW; the slow path only when a writer waits for us to leave.
+    std::uint64_t s = state_.fetch_sub(1, std::memory_order_release);
+    if (!(s & kWriter) && (s & kReaderMask)) [[likely]] {
+      rt::spend_budget();
+      return;
+    }
+    unlock_shared_slow(s);
+  }
+
+ private:
+  // state_: bits 0-31: readers counted (holding, or arrived while a writer
+  // was present and waiting for it); kWriter: a writer holds the lock or
+  // waits for the counted readers to leave; kWriters: writers are queued.
+  static constexpr std::uint64_t kReaderMask = 0xFFFFFFFFull;
+  static constexpr std::uint64_t kWriter = 1ull << 32;
+  static constexpr std::uint64_t kWriters = 1ull << 33;
+  void lock_slow();
+  void unlock_slow();
+  void lock_shared_slow();
+  void unlock_shared_slow(std::uint64_t before);
+  void release_writer_locked() noexcept;
+  void grant_readers_locked(std::uint64_t units) noexcept;
+  void grant_pending_locked() noexcept;
+  void depart_locked() noexcept;
+  std::atomic<std::uint64_t> state_{0};
+  detail::SpinLock qlock_;
+  // Guarded by qlock_:
+  detail::WaitList readers_;            // readers waiting for a writer to finish
+  detail::WaitList writers_;            // writers waiting for the exclusivity
+  detail::Waiter* pending_ = nullptr;   // the writer that set kWriter and waits for readers to leave
+  std::uint64_t rwait_ = 0;             // readers the pending writer still waits for
+  std::uint64_t rsem_ = 0;              // read units granted to counted readers not yet queued
+};
+
+// A counting semaphore for fibers (std::counting_semaphore's roles, Go's
+// x/sync/semaphore with weight 1). acquire() takes a unit, parking while
+// none is free; waiters are served in FIFO order: a released unit goes to
+// the oldest waiter, and try_acquire/acquire never overtake a waiter.
+// acquire() and try_acquire_for/until() are cancellation points: a
+// cancelled waiter throws weft::Cancelled and took no unit (one that was
+// handed a unit before the cancellation won keeps it and returns).
+class Semaphore {
+ public:
+  // n < 0 or n > max(): std::invalid_argument.
+  explicit Semaphore(std::ptrdiff_t n);
+  Semaphore(const Semaphore&) = delete;
+  Semaphore& operator=(const Semaphore&) = delete;
+  ~Semaphore();  // waits out a release() still waking waiters
+
+  static constexpr std::ptrdiff_t max() noexcept { return PTRDIFF_MAX >> 1; }
+
+  void acquire() {
+    rt::cancellation_point();
+    if (try_take()) [[likely]] {
+      rt::spend_budget();
+      return;
+    }
+    (void)acquire_slow(Clock::time_point::max());
+  }
+  // Never parks; not a cancellation point.
+  bool try_acquire() noexcept { return try_take(); }
+  // Waits at most d (any duration; <= 0: does not park). True: a unit was taken.
+  template <class Rep, class Period>
+  bool try_acquire_for(std::chrono::duration<Rep, Period> d) {
+    return try_acquire_until(detail::deadline_after(d));
+  }
+  template <class Duration>
+  bool try_acquire_until(std::chrono::time_point<Clock, Duration> deadline) {
+    rt::cancellation_point();
+    if (try_take()) return true;
+    return acquire_slow(std::chrono::time_point_cast<Clock::duration>(deadline));
+  }
+  // Adds n units, handing them to the oldest waiters first (waking up to n).
+  // n < 0, or a count that would pass max(): std::invalid_argument, and
+  // nothing is released.
+  void release(std::ptrdiff_t n = 1);
+
+  // Units free now (a snapshot).
+  std::ptrdiff_t available() const noexcept {
+    return static_cast<std::ptrdiff_t>(state_.load(std::memory_order_relaxed) >> 1);
+  }
+
+ private:
+  // state_ = free units << 1 | kWaiters. kWaiters: the lot holds waiters
+  // of this semaphore (changed under the lot bucket's lock); while it is
+  // set, no unit is free and every change of state_ is made under that lock.
+  static constexpr std::int64_t kWaiters = 1;
+  bool try_take() noexcept {
+    std::int64_t s = state_.load(std::memory_order_relaxed);
+    while (s >= 2)
+      if (state_.compare_exchange_weak(s, s - 2, std::memory_order_acquire, std::memory_order_relaxed)) return true;
+    return false;
+  }
+  bool acquire_slow(Clock::time_point deadline);
+  std::atomic<std::int64_t> state_;
+};
+
+// Runs a function once (Go's sync.Once, with std::call_once's rule for
+// exceptions). The first call runs f; calls made meanwhile park until it
+// has run, and they are cancellation points while they wait. If f throws,
+// the exception reaches its caller and the Once stays not done: a waiting
+// or later caller runs f again. f may itself park; calling call() on the
+// same Once from inside f deadlocks (as in Go). Once done, call() is one
+// acquire load.
+class Once {
+ public:
+  Once() = default;
+  Once(const Once&) = delete;
+  Once& operator=(const Once&) = delete;
+
+  template <class F, class... A>
+  void call(F&& f, A&&... args) {
+    if (state_.load(std::memory_order_acquire) == kDone) [[likely]]
+      return;
+    auto thunk = [&] { std::invoke(std::forward<F>(f), std::forward<A>(args)...); };
+    call_slow(&run_thunk<decltype(thunk)>, &thunk);
+  }
+  // True once a call of f has returned normally.
+  bool done() const noexcept { return state_.load(std::memory_order_acquire) == kDone; }
+
+ private:
+  static constexpr std::uint32_t kIdle = 0, kRunning = 1, kDone = 2;
+  template <class T>
+  static void run_thunk(void* p) {
+    (*static_cast<T*>(p))();
+  }
+  void call_slow(void (*fn)(void*), void* arg);
+  void run(void (*fn)(void*), void* arg);
+  std::atomic<std::uint32_t> state_{kIdle};
 };
 
 }  // namespace weft

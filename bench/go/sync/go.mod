@@ -1,0 +1,3 @@
+module weftbench/sync
+
+go 1.19
