@@ -49,7 +49,7 @@ try:
                  "http://127.0.0.1:%d/" % closed_port, expect_rc=1)
     elapsed = time.monotonic() - t0
     silent.close()
-    assert re.search(r"error: .*(timed out|Timeout)", out, re.I), out
+    assert re.search(r"error: .*(timed out|deadline exceeded)", out, re.I), out
     assert re.search(r"error: .*refused", out, re.I), out
     assert elapsed < 30, f"fetch with a 2 s deadline took {elapsed:.1f} s"
 finally:

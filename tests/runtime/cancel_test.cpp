@@ -39,18 +39,7 @@ using weft_test::WorkersTest;
 constexpr auto kBound = 10s;  // failure bound for "eventually"
 constexpr int kWaiters = 8;   // CondVar stress: waiters per round
 
-// Waits until at least n fibers of the current runtime are switched out in a
-// park (the caller runs, so it is not one of them). Bounded.
-void wait_parked(std::uint64_t n) {
-  auto t0 = Clock::now();
-  while (weft::stats().fibers_parked < n) {
-    if (since(t0) > kBound) {
-      ADD_FAILURE() << "fewer than " << n << " fibers parked after 10 s";
-      return;
-    }
-    weft::this_fiber::sleep_for(100us);
-  }
-}
+using weft_test::wait_parked;
 
 // True if f() threw weft::Cancelled (any other exception propagates).
 template <class F>

@@ -26,16 +26,7 @@ using weft_test::WorkersTest;
 
 constexpr auto kBound = 10s;
 
-void wait_parked(std::uint64_t n) {
-  auto t0 = Clock::now();
-  while (weft::stats().fibers_parked < n) {
-    if (since(t0) > kBound) {
-      ADD_FAILURE() << "fewer than " << n << " fibers parked after 10 s";
-      return;
-    }
-    weft::this_fiber::sleep_for(100us);
-  }
-}
+using weft_test::wait_parked;
 
 class OnceTest : public WorkersTest {};
 

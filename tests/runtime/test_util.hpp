@@ -104,4 +104,18 @@ inline bool only_caller_left() {
   return true;
 }
 
+// Waits until at least n fibers of the current runtime are switched out in
+// a park (the caller runs, so it is not one of them). Bounded: 10 s, then
+// a test failure.
+inline void wait_parked(std::uint64_t n) {
+  auto t0 = std::chrono::steady_clock::now();
+  while (weft::stats().fibers_parked < n) {
+    if (since(t0) > std::chrono::seconds(10)) {
+      ADD_FAILURE() << "fewer than " << n << " fibers parked after 10 s";
+      return;
+    }
+    weft::this_fiber::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
 }  // namespace weft_test
