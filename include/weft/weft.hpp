@@ -11,4 +11,5 @@
 #include <weft/scope.hpp>
 #include <weft/chan.hpp>
 #include <weft/select.hpp>
+#include <weft/timer.hpp>
 #include <weft/net.hpp>
