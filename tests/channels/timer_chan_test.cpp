@@ -672,7 +672,7 @@ TEST_P(TimerTest, AnyDurationType) {
     Timer a(duration<double, std::milli>(1.5));
     Timer b(duration<long double>(0.002L));
     Timer never(std::chrono::hours::max());  // saturates: never fires
-    Timer never2(duration<double>(std::numeric_limits<double>::infinity()));
+    Timer never2{duration<double>(std::numeric_limits<double>::infinity())};
     Timer now(-duration<double>(std::numeric_limits<double>::infinity()));
     EXPECT_TRUE(now.chan().try_recv());
     EXPECT_THROW(Timer(duration<double>(std::nan(""))), std::invalid_argument);

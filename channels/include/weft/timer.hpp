@@ -49,6 +49,7 @@
 #include <ratio>
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 
 #include <weft/chan.hpp>
 
