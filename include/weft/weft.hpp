@@ -13,5 +13,6 @@
 #include <weft/select.hpp>
 #include <weft/signal.hpp>
 #include <weft/selector.hpp>
+#include <weft/timer.hpp>
 #include <weft/net.hpp>
 #include <weft/bufio.hpp>

@@ -59,6 +59,10 @@ inline constexpr std::int64_t kNoDeadline = INT64_MAX;
 // A min-heap of armed timers ordered by deadline (4-ary, intrusive index).
 class TimerHeap {
  public:
+  TimerHeap() = default;
+  TimerHeap(const TimerHeap&) = delete;
+  TimerHeap& operator=(const TimerHeap&) = delete;
+  ~TimerHeap();  // drops the timers still armed (park.hpp: timer_cancel)
   void add(Timer* t) noexcept;
   bool remove(Timer* t) noexcept;  // t->heap == this was observed; locks
   // Fires every timer due at `now`; returns how many fired. Callbacks run

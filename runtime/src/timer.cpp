@@ -62,6 +62,21 @@ void TimerHeap::erase_at(std::uint32_t i) noexcept {
   next_.store(heap_.empty() ? kNoDeadline : to_ns(heap_[0]->when), std::memory_order_relaxed);
 }
 
+// At runtime teardown (every worker has stopped) a timer may still be armed
+// only if its owner outlives the runtime (fibers are all unwound first, so
+// a fiber's own timers are gone): a weft::Timer kept in a static, say. Its
+// callback will never run; its owner must still be able to cancel it
+// safely, and to tell that the callback will not run (to release what the
+// callback would have). So: fn = nullptr first, then heap = nullptr
+// (release: a later timer_cancel's acquire load of heap sees fn too).
+TimerHeap::~TimerHeap() {
+  std::lock_guard<detail::SpinLock> g(lock_);
+  for (Timer* t : heap_) {
+    t->fn = nullptr;
+    t->heap.store(nullptr, std::memory_order_release);
+  }
+}
+
 void TimerHeap::add(Timer* t) noexcept {
   std::lock_guard<detail::SpinLock> g(lock_);
   heap_.push_back(t);

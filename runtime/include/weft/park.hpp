@@ -303,6 +303,10 @@ bool should_unwind() noexcept;
 // returns false, so it must touch only memory that outlives the timer (for
 // example: unpark() a Parker by value, which is safe even when stale). The
 // Timer object itself is never touched once its callback has been taken.
+// A timer still armed when its runtime is torn down (its owner outlived
+// run()) is dropped without running: the teardown sets its fn to nullptr
+// and removes it, so a later timer_cancel() returns false and the owner can
+// tell from fn == nullptr that the callback will never run.
 struct Timer {
   Clock::time_point when{};
   void (*fn)(void* a, void* b, std::uint64_t seq) = nullptr;

@@ -1,0 +1,3 @@
+module weftbench/timer
+
+go 1.19
