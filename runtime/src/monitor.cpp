@@ -124,9 +124,10 @@ WEFT_RACY_READER void report_stuck(Runtime& r, Worker& w, std::int64_t ms,
   if (w.switches.load(std::memory_order_relaxed) != switches) return;  // it moved on: nothing to report
   if (done.size() >= 65536) done.clear();  // bounded: a long-lived server may report many fibers
   done.insert(id);
-  // Symbolized once per spawn site (then cached): the first report of a
-  // site may hold this tick up by addr2line's run.
-  std::string where = site ? spawn_sites({site})[site] : std::string("?");
+  // file:line if a dump symbolized this site already, else the symbol
+  // and module offset (addr2line -e MODULE OFFSET): the monitor starts no
+  // process.
+  std::string where = site ? spawn_site_cached(site) : std::string("?");
   std::fprintf(stderr,
                "weft: fiber %" PRIu64 "%s%s%s has run for %lld ms on worker %u without parking or yielding "
                "(spawned at %s); the fibers queued behind it move to other workers\n",
@@ -270,7 +271,7 @@ void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
     unsigned nw = r.started_workers(), stuck_long = 0;
     bool waiting = r.gq_size.load(std::memory_order_relaxed) > 0;
     std::uint64_t total = 0;
-    std::vector<std::pair<Worker*, std::int64_t>> to_report;  // after the rescues: symbolizing may be slow
+    std::vector<std::pair<Worker*, std::int64_t>> to_report;  // printed after the rescues
     for (unsigned i = 0; i < nw; i++) {
       Worker& w = *r.workers[i];
       std::uint64_t s = w.switches.load(std::memory_order_relaxed);
@@ -302,8 +303,8 @@ void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
       backlog[i] = w.q.size() > 1;
     }
     if (stuck_long == nw && nw < nmax && waiting) start_spare(r);
-    // The reports come last: the first report of a spawn site runs
-    // addr2line (symbolize.cpp), which must not hold up a rescue or a spare.
+    // The reports come last: writing to stderr must not hold up a rescue
+    // or a spare worker.
     for (auto& [w, ms] : to_report) report_stuck(r, *w, ms, reported);
     // Deadlock: quiet on two ticks in a row with no switch in between.
     // Cheapest checks first: the sweep reads every slot's sync word, so a

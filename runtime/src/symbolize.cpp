@@ -102,6 +102,14 @@ std::string symbolize(const void* pc) {
   return out + " (" + info.dli_fname + buf;
 }
 
+std::string spawn_site_cached(const void* pc) {
+  {
+    std::lock_guard<std::mutex> g(g_lock);
+    if (auto it = g_cache->find(pc); it != g_cache->end()) return it->second;
+  }
+  return symbolize(pc);
+}
+
 std::unordered_map<const void*, std::string> spawn_sites(const std::vector<const void*>& pcs) {
   std::unordered_map<const void*, std::string> out;
   // module -> (address as addr2line wants it -> pc)

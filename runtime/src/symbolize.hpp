@@ -18,4 +18,10 @@ std::string symbolize(const void* pc);
 // the process's life. Call with no runtime lock held: it may take 100 ms.
 std::unordered_map<const void*, std::string> spawn_sites(const std::vector<const void*>& pcs);
 
+// spawn_sites' text if a dump has already symbolized pc, else symbolize()'s
+// (dladdr only). Starts no process: for the monitor, a background thread of
+// the user's program, which must not open descriptors or fork children
+// (that would show in the program's fd counts and SIGCHLD/wait()).
+std::string spawn_site_cached(const void* pc);
+
 }  // namespace weft::rt
