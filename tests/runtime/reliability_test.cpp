@@ -306,7 +306,13 @@ TEST(Dump, ListsThePreparedStates) {
   EXPECT_TRUE(has(R"(fiber \d+ "sleeper" \[parked \d+ ms: sleep \(wakes in \d+ ms\)\])")) << out;
   EXPECT_TRUE(has(R"(fiber \d+ "locker" \[parked \d+ ms: mutex lock 0x)")) << out;
   EXPECT_TRUE(has(R"(fiber \d+ "yielder" \[runnable\])")) << out;
+#if defined(__clang__)
+  // clang 14 may leave the inlined frames of go() out of its debug info:
+  // the site can be the module-offset fallback (see spawn_test.cpp).
+  EXPECT_TRUE(has(R"(spawned at \S)")) << out;
+#else
   EXPECT_TRUE(has(R"(spawned at \S*reliability_test.cpp:\d+)")) << out;
+#endif
   // Parked fibers get a backtrace: at least the switch, then frames through
   // the primitive (weft is built with frame pointers).
   EXPECT_TRUE(has(R"("receiver" [^\n]*\n[^\n]*spawned at[^\n]*\n    #0 0x[0-9a-f]+[^\n]*\n    #1 0x)")) << out;
