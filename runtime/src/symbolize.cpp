@@ -73,9 +73,7 @@ std::string run_addr2line(const std::string& module, const std::vector<std::stri
 }
 
 bool weft_spawn_header(const std::string& file) {
-  for (const char* h : {"weft/runtime.hpp", "weft/scope.hpp"})
-    if (file.size() >= std::string_view(h).size() && file.ends_with(h)) return true;
-  return false;
+  return file.ends_with("weft/runtime.hpp") || file.ends_with("weft/scope.hpp");
 }
 
 }  // namespace

@@ -26,17 +26,8 @@ using weft::net::TcpStream;
 
 constexpr auto kBound = 10s;
 
-struct Pair {
-  TcpStream c, s;  // client and accepted server side
-};
-
-Pair connect_pair(TcpListener& ln) {
-  Pair p;
-  p.c = TcpStream::connect(ln.local_addr());
-  p.s = ln.accept();
-  for (TcpStream* t : {&p.c, &p.s}) t->set_deadline(Clock::now() + kBound);
-  return p;
-}
+using net_test::connect_pair;
+using net_test::Pair;
 
 // Reads exactly n bytes (the stream's deadline bounds it).
 std::string read_n(TcpStream& t, std::size_t n) {

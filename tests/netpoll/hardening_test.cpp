@@ -54,16 +54,8 @@ void expect_closed(F&& f, const char* what) {
 
 // A connected pair (client, server side), each with 5 s deadlines so that
 // nothing here can hang.
-struct Pair {
-  TcpStream c, s;
-};
-Pair connect_pair(TcpListener& ln) {
-  Pair p;
-  p.c = TcpStream::connect(ln.local_addr());
-  p.s = ln.accept();
-  for (TcpStream* t : {&p.c, &p.s}) t->set_deadline(Clock::now() + 5s);
-  return p;
-}
+using net_test::Pair;
+Pair connect_pair(TcpListener& ln) { return net_test::connect_pair(ln, 5s); }
 
 // Sends msg on a and checks that b receives exactly it.
 void expect_carries(TcpStream& a, TcpStream& b, const std::string& msg) {

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <string>
 
@@ -57,5 +58,18 @@ class WorkersParam : public ::testing::TestWithParam<unsigned> {
  protected:
   weft::Options opts() const { return {.workers = GetParam()}; }
 };
+
+// A connected pair (client, accepted server side), each side with a
+// deadline `bound` from now so that no test can hang on it.
+struct Pair {
+  weft::net::TcpStream c, s;
+};
+inline Pair connect_pair(weft::net::TcpListener& ln, std::chrono::nanoseconds bound = std::chrono::seconds(10)) {
+  Pair p;
+  p.c = weft::net::TcpStream::connect(ln.local_addr());
+  p.s = ln.accept();
+  for (weft::net::TcpStream* t : {&p.c, &p.s}) t->set_deadline(weft::Clock::now() + bound);
+  return p;
+}
 
 }  // namespace net_test
