@@ -390,7 +390,10 @@ void join_finish(JoinStateBase* s) noexcept {
     s->state.store(JoinStateBase::kDone, std::memory_order_release);
     WEFT_CHAOS_POINT();  // the woken joiner may let go of the state before we do
   }
-  if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+  // A count of 1 is ours alone: nobody else holds or can take a reference
+  // (the acquire pairs with the handle's acq_rel release), so the RMW is
+  // skipped, as it always is for Scope::spawn's children (no handle).
+  if (s->refs.load(std::memory_order_acquire) == 1 || s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     if (s->error && !s->quiet) panic(s->error, s->fiber_id);  // the handle was dropped without join
     s->destroy(s);
   }

@@ -7,15 +7,18 @@
 // it is its last touch of the scope (WaitGroup's lifetime rule), so the
 // owner may destroy the scope as soon as wait() returns.
 //
-// A child has a ScopeChild record (its links, allocated with its JoinState:
-// ScopedJoinState) and holds three references
-// to its JoinState: its fiber's, its handle's, and the scope's (dropped when
-// it leaves the list). Whoever sets `cancelled` first (cancel(), or the
-// first child to fail) pins every running child under the lock (join_pin:
-// the child cannot end meanwhile, though it may leave the list), chains
-// them through ScopeChild::pinned, and cancels them after the unlock; the
-// record is freed with the JoinState, which outlives join_finish (it waits
-// for those pins). Children started later start cancelled.
+// A child has a ScopeChild record (its links) beside its JoinState: one
+// allocation (ScopedJoinState) for Scope::go, whose state its fiber and its
+// handle share; none for Scope::spawn, whose state and record live in the
+// fiber's closure (scope.hpp: no handle, so nothing outlives the fiber).
+// The scope holds no reference: a child in the list has not reached
+// scope_child_end, so its fiber still holds the state. Whoever sets
+// `cancelled` first (cancel(), or the first child to fail) pins every
+// running child under the lock (join_pin: the child cannot end meanwhile,
+// though it may leave the list), chains them through ScopeChild::pinned,
+// and cancels them after the unlock; the record lives as long as the state,
+// which outlives join_finish (it waits for those pins). Children started
+// later start cancelled.
 #include <weft/scope.hpp>
 
 #include "switch.hpp"
@@ -70,7 +73,6 @@ void scope_child_begin(ScopeChild* ch, JoinStateBase* st) noexcept {
   ch->st = st;
   st->child = ch;
   st->quiet = true;  // its failure goes to the scope: never a panic
-  st->refs.fetch_add(1, std::memory_order_relaxed);
   sc->running.add(1);
   bool pre;
   {
@@ -98,7 +100,6 @@ void scope_child_end(JoinStateBase* st) noexcept {
     }
   }
   if (cancel_all) cancel_chain(sc, chain);
-  join_release(st);     // the scope's reference (ours, the fiber's, is still held)
   sc->running.done();   // our last touch of the scope
 }
 

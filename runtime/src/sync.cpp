@@ -276,6 +276,10 @@ void CondVar::notify_all() noexcept {
 // forever on freed memory.)
 
 void WaitGroup::add(int n) {
+  if (n > 0) {  // never a move to zero (the count is never negative): one RMW
+    count_.fetch_add(n, std::memory_order_acq_rel);
+    return;
+  }
   std::int64_t v = count_.load(std::memory_order_relaxed);
   for (;;) {
     std::int64_t nv = v + n;

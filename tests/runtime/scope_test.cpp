@@ -326,6 +326,61 @@ TEST_P(ScopeTest, FailureCancelsSiblingsParkedInIo) {
   }, opts());
 }
 
+// Scope::spawn keeps a child's join state and scope record in the fiber's
+// own closure (no allocation, no handle). What that must still get right:
+// each copied argument and the callable are destroyed exactly once, before
+// wait() returns; a value the callable returns is dropped; a std::stop_token
+// first parameter receives the child's token (stopped by the scope's
+// cancel); an argument whose copy throws fails the spawn call itself and
+// leaves the scope as it was (wait() returns, no child counted).
+struct Counted {
+  static inline std::atomic<int> live{0};
+  bool throw_on_copy = false;
+  Counted() { live++; }
+  Counted(const Counted& o) : throw_on_copy(o.throw_on_copy) {
+    if (throw_on_copy) throw Boom();
+    live++;
+  }
+  Counted(Counted&& o) noexcept : throw_on_copy(o.throw_on_copy) { live++; }
+  ~Counted() { live--; }
+};
+
+TEST_P(ScopeTest, SpawnedChildrenOwnTheirArgumentsAndTokens) {
+  weft::run([] {
+    Counted::live = 0;
+    std::atomic<int> ran{0}, saw_stop{0};
+    {
+      Counted arg;
+      weft::Scope s;
+      for (int i = 0; i < 50; i++) s.spawn([&ran, c = Counted()](const Counted&) { ran++; return 7; }, arg);
+      s.wait();
+      EXPECT_EQ(ran.load(), 50);
+      EXPECT_EQ(Counted::live.load(), 1);  // only `arg`: every copy and closure is gone
+
+      Counted bad;
+      bad.throw_on_copy = true;
+      EXPECT_THROW(s.spawn([](const Counted&) {}, bad), Boom);
+      s.wait();  // nothing was counted for the failed spawn
+      EXPECT_EQ(Counted::live.load(), 2);
+
+      weft::Chan<int> never;
+      for (int i = 0; i < 8; i++) s.spawn([&](std::stop_token tok, int) {
+        try {
+          (void)never.recv();
+        } catch (const weft::Cancelled&) {
+          if (tok.stop_requested()) saw_stop++;
+          throw;
+        }
+      }, i);
+      weft_test::wait_parked(8);
+      s.cancel();
+      s.wait();
+      EXPECT_EQ(saw_stop.load(), 8);
+    }
+    EXPECT_EQ(Counted::live.load(), 0);
+  }, opts());
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, ScopeTest, ::testing::Values(1u, 2u), weft_test::workers_name);
 
 }  // namespace

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <exception>
+#include <memory>
+#include <tuple>
 #include <stop_token>
 #include <utility>
 
@@ -29,6 +31,51 @@ struct ScopeCore {
   WaitGroup running;                  // children not yet ended
   std::stop_source src;               // stop requested on cancel()
 };
+
+// Scope::spawn: a child without a handle keeps its join state and scope
+// record in its closure, in the fiber's own stack slot: no allocation, and
+// only the fiber's reference (the state dies in join_finish, after every
+// canceller that pinned it let go; nothing else can reach it).
+template <class F, class... A>
+WEFT_ALWAYS_INLINE void scope_spawn_impl(ScopeCore* scope, std::string_view name, F&& f, A&&... args) {
+  if constexpr (check_spawnable<F, A...>()) {
+    struct Closure {
+      std::decay_t<F> fn;
+      std::tuple<std::decay_t<A>...> args;
+      JoinState<void> st;
+      ScopeChild rec;
+      static void run(void* p) noexcept {
+        auto* c = static_cast<Closure*>(p);
+        store_result(&c->st, [c] {
+          if constexpr (kTakesToken<F, A...>) {
+            (void)std::apply(std::move(c->fn),
+                             std::tuple_cat(std::make_tuple(this_fiber::stop_token()), std::move(c->args)));
+          } else {
+            (void)std::apply(std::move(c->fn), std::move(c->args));
+          }
+        });
+        std::destroy_at(&c->args);
+        std::destroy_at(&c->fn);
+        scope_child_end(&c->st);
+        join_finish(&c->st);  // destroys st in place (its exception) and lets the slot go
+      }
+    };
+    SpawnSlot slot = spawn_begin(sizeof(Closure), alignof(Closure), name);
+    Closure* c;
+    try {
+      c = ::new (slot.storage) Closure{std::forward<F>(f), {std::forward<A>(args)...}, {}, {scope}};
+    } catch (...) {
+      spawn_abort(slot.fiber);
+      throw;
+    }
+    c->st.refs.store(1, std::memory_order_relaxed);  // the fiber's; published by spawn_commit
+    c->st.destroy = [](JoinStateBase* b) { std::destroy_at(static_cast<JoinState<void>*>(b)); };
+    c->st.fiber_id = slot.id;
+    c->st.fiber = slot.fiber;
+    scope_child_begin(&c->rec, &c->st);
+    spawn_commit(slot.fiber, &Closure::run);
+  }
+}
 }  // namespace detail
 
 class Scope {
@@ -52,14 +99,14 @@ class Scope {
   WEFT_ALWAYS_INLINE auto go(Named n, F&& f, A&&... args) -> JoinHandle<detail::Result<F, A...>> {
     return detail::go_impl(&core_, n.name, std::forward<F>(f), std::forward<A>(args)...);
   }
-  // A child without a handle.
+  // A child without a handle (its value, if any, is dropped).
   template <class F, class... A>
   WEFT_ALWAYS_INLINE void spawn(F&& f, A&&... args) {
-    detail::go_impl(&core_, {}, std::forward<F>(f), std::forward<A>(args)...).detach();
+    detail::scope_spawn_impl(&core_, {}, std::forward<F>(f), std::forward<A>(args)...);
   }
   template <class F, class... A>
   WEFT_ALWAYS_INLINE void spawn(Named n, F&& f, A&&... args) {
-    detail::go_impl(&core_, n.name, std::forward<F>(f), std::forward<A>(args)...).detach();
+    detail::scope_spawn_impl(&core_, n.name, std::forward<F>(f), std::forward<A>(args)...);
   }
 
   // Parks until every child has ended. The first child to end with an
