@@ -38,9 +38,12 @@ void spin_for(std::chrono::nanoseconds d) {
 
 class Monitor : public weft_test::RuntimeTest, public ::testing::WithParamInterface<unsigned> {};
 
-// A fiber hogs a worker for 1 s while two fibers ping-pong over channels:
-// the ping-pong keeps going during the hog (counted from inside the hog),
-// on one worker (through a spare worker thread) and on two.
+// A fiber hogs a worker for at least 1 s while two fibers ping-pong over
+// channels: the ping-pong keeps going during the hog (counted from inside
+// the hog), on one worker (through a spare worker thread) and on two. The
+// hog spins on until 100 rounds went by (30 s at most: then the ping-pong
+// stalled), so a machine too loaded to give the ping-pong 100 rounds in
+// the first second makes the test slower, never failed.
 TEST_P(Monitor, PingPongProgressesWhileAFiberSpins) {
   testing::internal::CaptureStderr();
   std::uint64_t during = 0;
@@ -64,6 +67,8 @@ TEST_P(Monitor, PingPongProgressesWhileAFiberSpins) {
         auto hog = weft::go(weft::Named{"hog"}, [&] {
           std::uint64_t before = rounds.load();
           spin_for(1s);
+          auto bound = Clock::now() + 30s;
+          while (rounds.load() - before <= 100 && Clock::now() < bound) spin_for(10ms);
           during = rounds.load() - before;
           stop = true;
         });
