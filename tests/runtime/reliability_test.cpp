@@ -128,6 +128,7 @@ class Deadlock : public weft_test::RuntimeTest, public ::testing::WithParamInter
 };
 
 TEST_P(Deadlock, TwoFibersWaitingOnEachOthersChannel) {
+  WEFT_SKIP_WITHOUT_DEADLOCK_DETECTION();
   std::atomic<int> destroyed{0};
   struct Guard {
     std::atomic<int>* n;
@@ -156,6 +157,7 @@ TEST_P(Deadlock, TwoFibersWaitingOnEachOthersChannel) {
 }
 
 TEST_P(Deadlock, AllFibersInASelectWithoutTimeout) {
+  WEFT_SKIP_WITHOUT_DEADLOCK_DETECTION();
   std::string err = expect_deadlock([] {
     weft::Chan<int> a(0), b(0), c(0);
     weft::WaitGroup wg;
@@ -170,6 +172,7 @@ TEST_P(Deadlock, AllFibersInASelectWithoutTimeout) {
 }
 
 TEST_P(Deadlock, MutexTakenTwiceByOneFiber) {
+  WEFT_SKIP_WITHOUT_DEADLOCK_DETECTION();
   std::string err = expect_deadlock([] {
     weft::Mutex m;
     m.lock();
@@ -179,6 +182,7 @@ TEST_P(Deadlock, MutexTakenTwiceByOneFiber) {
 }
 
 TEST_P(Deadlock, NilChannelForever) {
+  WEFT_SKIP_WITHOUT_DEADLOCK_DETECTION();
   std::string err = expect_deadlock([] {
     weft::Chan<int> nil;  // default-constructed: Go's nil channel
     nil.recv();
@@ -188,6 +192,7 @@ TEST_P(Deadlock, NilChannelForever) {
 
 // OnDeadlock::Abort: the report, then abort() instead of unwinding.
 TEST_P(Deadlock, AbortWhenAskedTo) {
+  WEFT_SKIP_WITHOUT_DEADLOCK_DETECTION();
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   unsigned workers = GetParam();
   EXPECT_DEATH(weft::run(
