@@ -19,7 +19,8 @@
 // - Worker::lifo, and the run queue of an unshared worker (the lone worker
 //   of a one-worker runtime), are taken from by their owner only, inside a
 //   local_seq bracket, except by the monitor's rescue, which follows the
-//   membarrier protocol in monitor.cpp. Only the owner puts fibers in.
+//   protocol in lifo.hpp (its fences: platform/barrier.hpp). Only the owner
+//   puts fibers in.
 // - workers holds nworkers + spare_workers Worker objects from the start;
 //   only the first nstarted have threads (the monitor starts spares, and
 //   publishes each with a release store of nstarted once it is ready).

@@ -173,7 +173,7 @@ TEST(PlatformBarrier, StoreBufferingNeverLosesBothStores) {
   int both_missed = 0;
   std::thread light([&] {
     for (int i = 1; i <= rounds; i++) {
-      while (go.load(std::memory_order_acquire) != i) {}
+      while (go.load(std::memory_order_acquire) != i) std::this_thread::yield();
       x.store(static_cast<std::uint32_t>(i), std::memory_order_relaxed);
       weft::rt::platform::light_barrier();
       rx.store(y.load(std::memory_order_acquire), std::memory_order_relaxed);
@@ -185,7 +185,7 @@ TEST(PlatformBarrier, StoreBufferingNeverLosesBothStores) {
     y.store(static_cast<std::uint32_t>(i), std::memory_order_relaxed);
     weft::rt::platform::heavy_barrier();
     std::uint32_t seen_x = x.load(std::memory_order_acquire);
-    while (done.load(std::memory_order_acquire) != i) {}
+    while (done.load(std::memory_order_acquire) != i) std::this_thread::yield();
     if (seen_x != static_cast<std::uint32_t>(i) && rx.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(i))
       both_missed++;
   }
