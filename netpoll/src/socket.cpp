@@ -2,7 +2,7 @@
 // on top of poll descriptors (pollfd.hpp). Every parking operation runs the
 // one I/O loop below (io_loop): deadline check, system call (EINTR
 // retried), EAGAIN then park, budget, all inside the op bracket; writes
-// never raise SIGPIPE (MSG_NOSIGNAL).
+// never raise SIGPIPE (MSG_NOSIGNAL, or SO_NOSIGPIPE: platform/sock.hpp).
 //
 // A Socket's fd_/pd_/seq_ are written only by construction, move and the
 // destructor (one owner); close() leaves them in place and closes the
@@ -25,6 +25,7 @@
 #include <string>
 
 #include "addr.hpp"
+#include "platform/sock.hpp"
 #include "pollfd.hpp"
 
 namespace weft::net {
@@ -39,7 +40,7 @@ namespace {
 }
 
 int new_socket(int family, int type) {
-  int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = platform::open_socket(family, type);
   if (fd < 0) throw_errno(errno, "socket");
   return fd;
 }
@@ -112,6 +113,7 @@ std::optional<std::size_t> io_once(detail::PollDesc* pd, std::uint32_t seq, Dir 
 int make_nonblocking(int fd) {
   int fl = ::fcntl(fd, F_GETFL);
   if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) throw_errno(errno, "fcntl(O_NONBLOCK)");
+  if (platform::prepare_socket(fd) < 0) throw_errno(errno, "setsockopt(SO_NOSIGPIPE)");
   return fd;
 }
 
@@ -260,7 +262,7 @@ std::optional<std::size_t> TcpStream::try_read(std::span<char> buf) {
 
 std::optional<std::size_t> TcpStream::try_write(std::span<const char> buf) {
   return io_once(desc("write"), seq_, Dir::Write, "write",
-                 [&] { return ::send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL); });
+                 [&] { return ::send(fd_, buf.data(), buf.size(), platform::kSendFlags); });
 }
 
 // Every fiber parked here wakes on an edge (one after the other): none of
@@ -282,7 +284,7 @@ std::size_t TcpStream::read(std::span<char> buf) {
 
 std::size_t TcpStream::write(std::span<const char> buf) {
   long n = io_loop(desc("write"), seq_, Dir::Write, "write",
-                   [&] { return ::send(fd_, buf.data(), buf.size(), MSG_NOSIGNAL); });
+                   [&] { return ::send(fd_, buf.data(), buf.size(), platform::kSendFlags); });
   if (n < 0) throw_errno(static_cast<int>(-n), "write");
   return static_cast<std::size_t>(n);
 }
@@ -342,7 +344,7 @@ TcpStream TcpListener::accept() {
   auto backoff = std::chrono::milliseconds(5);
   for (;;) {
     long fd = io_loop(pd, seq_, Dir::Read, "accept",
-                      [&] { return ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC); });
+                      [&] { return platform::accept_socket(fd_); });
     if (fd >= 0) {
       TcpStream s(static_cast<int>(fd));
       s.set_nodelay(true);
@@ -392,7 +394,7 @@ std::size_t UdpSocket::send_to(std::span<const char> buf, std::string_view addr)
   auto it = std::find_if(eps.begin(), eps.end(), [&](const auto& e) { return e.family() == family; });
   const auto& ep = it != eps.end() ? *it : eps.front();
   long n = io_loop(pd, seq_, Dir::Write, "send_to",
-                   [&] { return ::sendto(fd_, buf.data(), buf.size(), MSG_NOSIGNAL, ep.sa(), ep.len); });
+                   [&] { return ::sendto(fd_, buf.data(), buf.size(), platform::kSendFlags, ep.sa(), ep.len); });
   if (n < 0) throw_errno(static_cast<int>(-n), "send_to " + std::string(addr));
   return static_cast<std::size_t>(n);
 }

@@ -13,7 +13,6 @@
 // stack per unstarted fiber (Boost.Fiber: 9.2 GB for 1M); and lazily
 // assigned stacks, which would put the control block on the heap and cost a
 // parked fiber more than its one page.
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cxxabi.h>
@@ -473,7 +472,7 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
     Worker* wp = r.workers[i].get();
     wp->thread = std::thread([wp] { worker_loop(wp); });
   }
-  std::thread monitor([&r, caller = static_cast<pid_t>(syscall(SYS_gettid))] { monitor_loop(r, caller); });
+  std::thread monitor([&r, caller = platform::thread_id()] { monitor_loop(r, caller); });
   while (r.main_done.load(std::memory_order_acquire) == 0 && !r.deadlocked.load(std::memory_order_acquire)) {
 #ifdef WEFT_TSAN
     // TSan runs the handler of an asynchronous signal only inside or on the

@@ -19,7 +19,8 @@
 // - Worker::lifo, and the run queue of an unshared worker (the lone worker
 //   of a one-worker runtime), are taken from by their owner only, inside a
 //   local_seq bracket, except by the monitor's rescue, which follows the
-//   membarrier protocol in monitor.cpp. Only the owner puts fibers in.
+//   protocol in lifo.hpp (its fences: platform/barrier.hpp). Only the owner
+//   puts fibers in.
 // - workers holds nworkers + spare_workers Worker objects from the start;
 //   only the first nstarted have threads (the monitor starts spares, and
 //   publishes each with a release store of nstarted once it is ready).
@@ -41,6 +42,7 @@
 #include <weft/sync.hpp>
 
 #include "fiber.hpp"
+#include "platform/thread.hpp"
 #include "runqueue.hpp"
 #include "stack.hpp"
 
@@ -123,8 +125,9 @@ struct Worker : WorkerBase {
   // stuck with fibers queued behind the running one (thieves compare).
   std::atomic<std::uint64_t> stuck_at{UINT64_MAX};
   std::atomic<bool> reported{false};  // the monitor reported its current fiber as stuck
-  std::atomic<pid_t> tid{0};          // the worker thread (set when it starts)
-  clockid_t cpu_clock{};              // its CPU-time clock (valid once tid is set)
+  std::atomic<platform::ThreadId> tid{0};  // the worker thread (set when it starts)
+  clockid_t cpu_clock{};              // its CPU-time clock (valid once tid is set, if has_cpu_clock)
+  bool has_cpu_clock = false;         // written before tid (release)
   // Counters: written by the owner only (relaxed), read by anyone.
   std::atomic<std::uint64_t> spawned{0}, exited{0}, switches{0}, steals{0}, parks{0}, budget_yields{0};
   // Per-context state saved across switches for the scheduler context.
@@ -209,7 +212,7 @@ TeardownStats teardown_stats() noexcept;
 // which the compiler can neither cache nor hoist, and which works before any
 // static initialiser has run (park.hpp: current_worker_base).
 inline Worker* current_worker() noexcept { return static_cast<Worker*>(current_worker_base()); }
-void monitor_loop(Runtime& r, pid_t run_caller) noexcept;
+void monitor_loop(Runtime& r, platform::ThreadId run_caller) noexcept;
 struct sigaction install_sigquit_dump() noexcept;  // returns the previous disposition
 void worker_loop(Worker* w);
 void ready(Fiber* f) noexcept;   // after winning its claim (park.cpp)

@@ -1,31 +1,7 @@
 // lifo.cpp: the monitor's side of the rescue protocol (lifo.hpp).
 #include "lifo.hpp"
 
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <mutex>
-
 namespace weft::rt {
-
-namespace {
-
-// ---- membarrier ----------------------------------------------------------------
-int g_barrier_cmd = -1;  // set once by the first monitor (call_once)
-std::once_flag g_barrier_once;
-
-bool process_barrier() noexcept {
-  std::call_once(g_barrier_once, [] {
-    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
-      g_barrier_cmd = MEMBARRIER_CMD_PRIVATE_EXPEDITED;
-    else if (syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) > 0)
-      g_barrier_cmd = MEMBARRIER_CMD_GLOBAL;
-  });
-  return g_barrier_cmd >= 0 && syscall(SYS_membarrier, g_barrier_cmd, 0, 0) == 0;
-}
-
-}  // namespace
 
 // Moves what thieves cannot take from a stuck worker (its lifo slot; its
 // whole queue if unshared) to the global queue. See lifo.hpp.
@@ -33,7 +9,7 @@ void rescue(Runtime& r, Worker& w) noexcept {
   std::uint32_t s0 = w.local_seq.load(std::memory_order_acquire);
   if ((s0 & 1) || (!w.lifo.load(std::memory_order_relaxed) && (w.shared || w.q.empty()))) return;
   w.contended.store(true, std::memory_order_relaxed);
-  if (process_barrier() && w.local_seq.load(std::memory_order_acquire) == s0) {
+  if (platform::heavy_barrier() && w.local_seq.load(std::memory_order_acquire) == s0) {
     Fiber* got[RunQueue::kSize + 1];
     unsigned n = 0;
     if (Fiber* f = w.lifo.exchange(nullptr, std::memory_order_acq_rel)) got[n++] = f;

@@ -17,9 +17,11 @@
 // exchange. The monitor:
 //   1. reads local_seq = s0; gives up if odd (owner inside);
 //   2. sets contended = true;
-//   3. issues membarrier(PRIVATE_EXPEDITED): every thread of the process
-//      executes a full barrier, so the owner's earlier stores are visible
-//      and its later loads see step 2;
+//   3. issues platform::heavy_barrier(), the pair of the owner's
+//      light_barrier() between its local_seq store and its contended load
+//      (platform/barrier.hpp: membarrier against a compiler-only fence on
+//      Linux, two seq_cst fences elsewhere): the owner's earlier stores
+//      are visible and its later loads see step 2;
 //   4. re-reads local_seq: if it still equals s0, the owner entered no
 //      bracket before the barrier that it may still be in, and every
 //      bracket it enters later sees contended and uses RMWs; so the monitor
@@ -28,12 +30,14 @@
 //   5. clears contended (release: the owner's next acquire of it sees the
 //      monitor's takes), after which the owner is alone again.
 // This is the asymmetric Dekker pattern: the fence cost moves entirely to
-// the rare side. Without membarrier (old kernels) the rescue is skipped and
+// the rare side (on Linux; the generic fallback pays a fence on both). If
+// heavy_barrier() fails (Linux without membarrier) the rescue is skipped and
 // a stuck worker's lifo fiber waits for it.
 //
 #pragma once
 
 #include "internal.hpp"
+#include "platform/barrier.hpp"
 
 namespace weft::rt {
 
@@ -43,11 +47,11 @@ namespace weft::rt {
 // RMWs). Putting a fiber into lifo needs no bracket (lifo_put).
 inline bool enter_local(Worker* w) noexcept {
   w->local_seq.store(w->local_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  // The store must stay before the load in program order: the monitor's
-  // membarrier orders them on the CPU, but nothing forbade the compiler to
-  // sink a relaxed store below an acquire load. A compiler-only barrier
-  // (no instruction) keeps the hot path free of fences.
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+  // The store must stay before the load: on Linux the monitor's membarrier
+  // orders them on the CPU and this is a compiler-only barrier (no
+  // instruction: nothing forbade the compiler to sink a relaxed store below
+  // an acquire load); elsewhere a seq_cst fence (platform/barrier.hpp).
+  platform::light_barrier();
   return w->contended.load(std::memory_order_acquire);
 }
 inline void leave_local(Worker* w) noexcept {

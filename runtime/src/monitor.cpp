@@ -28,9 +28,7 @@
 // hints); writes stuck_at and reported (relaxed), coarse_ms, and the
 // global queue (under gq_lock). It is the only thread that starts spares
 // (nstarted, release, after the Worker is ready).
-#include <dirent.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,13 +53,13 @@ namespace {
 
 // ---- threads that belong to weft --------------------------------------------
 std::mutex g_threads_mu;
-std::vector<pid_t>& internal_threads() {
-  static auto* v = new std::vector<pid_t>;  // immortal: detached pool threads may outlive statics
+std::vector<platform::ThreadId>& internal_threads() {
+  static auto* v = new std::vector<platform::ThreadId>;  // immortal: detached pool threads may outlive statics
   return *v;
 }
 
 struct InternalMark {
-  pid_t tid = 0;
+  platform::ThreadId tid = 0;
   ~InternalMark() {
     if (!tid) return;
     std::lock_guard<std::mutex> g(g_threads_mu);
@@ -70,35 +68,18 @@ struct InternalMark {
   }
 };
 
-std::vector<pid_t> list_threads() {
-  std::vector<pid_t> out;
-  if (DIR* d = opendir("/proc/self/task")) {
-    while (dirent* e = readdir(d))
-      if (e->d_name[0] != '.') out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
-    closedir(d);
-  }
-  return out;
-}
-
 // ---- is a worker really stuck? -------------------------------------------------
 std::int64_t cpu_ms(const Worker& w) noexcept {
   timespec ts{};
-  if (w.tid.load(std::memory_order_acquire) == 0 || clock_gettime(w.cpu_clock, &ts) != 0) return -1;
+  if (w.tid.load(std::memory_order_acquire) == 0 || !w.has_cpu_clock || clock_gettime(w.cpu_clock, &ts) != 0) return -1;
   return std::int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
 }
 
 // True if the worker's thread sleeps in the kernel (a blocking system call),
-// as opposed to running or waiting for a CPU.
+// as opposed to running or waiting for a CPU; true when the platform cannot
+// tell (platform/thread.hpp: a report too many, never a stuck worker missed).
 bool blocked_in_kernel(const Worker& w) noexcept {
-  char path[64], buf[512];
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(w.tid.load(std::memory_order_acquire)));
-  FILE* f = std::fopen(path, "re");
-  if (!f) return false;
-  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  buf[n] = 0;
-  const char* p = std::strrchr(buf, ')');
-  return p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D');
+  return platform::thread_sleeping(w.tid.load(std::memory_order_acquire)) != platform::Sleeping::No;
 }
 
 // ---- SIGQUIT ---------------------------------------------------------------------
@@ -176,11 +157,13 @@ WEFT_RACY_READER bool all_parked_for_good(Runtime& r) noexcept {
 
 // Any thread of the process but weft's own and the one blocked in run()
 // might wake a fiber (a std::thread holding a channel or a CondVar).
-bool foreign_threads(pid_t run_caller) {
-  std::vector<pid_t> now = list_threads();
+bool foreign_threads(platform::ThreadId run_caller) {
+  std::vector<platform::ThreadId> now;
+  // A platform that cannot list threads cannot rule a foreign one out.
+  if (!platform::list_threads(now)) return true;
   std::lock_guard<std::mutex> g(g_threads_mu);
   const auto& mine = internal_threads();
-  for (pid_t t : now)
+  for (platform::ThreadId t : now)
     if (t != run_caller && std::find(mine.begin(), mine.end(), t) == mine.end()) return true;
   return false;
 }
@@ -189,10 +172,12 @@ bool foreign_threads(pid_t run_caller) {
 // TSan starts a background thread of its own at the first thread creation:
 // find it before main() runs (no user thread exists yet) and count it as ours.
 [[gnu::constructor]] void find_tsan_thread() {
-  std::vector<pid_t> before = list_threads();
+  std::vector<platform::ThreadId> before, after;
+  if (!platform::list_threads(before)) return;
   std::thread([] {}).join();
   std::lock_guard<std::mutex> g(g_threads_mu);
-  for (pid_t t : list_threads())
+  platform::list_threads(after);
+  for (platform::ThreadId t : after)
     if (std::find(before.begin(), before.end(), t) == before.end()) internal_threads().push_back(t);
 }
 #endif
@@ -230,7 +215,7 @@ void declare_deadlock(Runtime& r) {
 void mark_internal_thread() noexcept {
   thread_local InternalMark mark;
   if (mark.tid) return;
-  mark.tid = static_cast<pid_t>(syscall(SYS_gettid));
+  mark.tid = platform::thread_id();
   std::lock_guard<std::mutex> g(g_threads_mu);
   internal_threads().push_back(mark.tid);
 }
@@ -245,7 +230,7 @@ struct sigaction install_sigquit_dump() noexcept {
   return old;
 }
 
-void monitor_loop(Runtime& r, pid_t run_caller) noexcept {
+void monitor_loop(Runtime& r, platform::ThreadId run_caller) noexcept {
   mark_internal_thread();
   const std::size_t nmax = r.workers.size();
   std::vector<std::uint64_t> last(nmax, UINT64_MAX);

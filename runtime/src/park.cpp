@@ -3,35 +3,22 @@
 // (ready), deferred wakes, the futexes of plain threads and idle workers,
 // and the cooperative budget. The scheduler that runs what these make
 // runnable: scheduler.cpp. Shared state and lock order: internal.hpp.
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-
 #include <utility>
 
 #include <weft/cancel.hpp>
 
+#include "platform/futex.hpp"
 #include "switch.hpp"
 
 namespace weft::rt {
 
+// The OS wait behind them: platform/futex.hpp (inline on Linux).
 void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t val, std::int64_t deadline_ns) noexcept {
-  timespec ts{};
-  timespec* tp = nullptr;
-  if (deadline_ns != kNoDeadline) {
-    std::int64_t d = deadline_ns - to_ns(Clock::now());
-    if (d <= 0) return;
-    ts.tv_sec = d / 1000000000;
-    ts.tv_nsec = d % 1000000000;
-    tp = &ts;
-  }
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE, val, tp, nullptr, 0);
+  static_assert(kNoDeadline == platform::kFutexNoDeadline);
+  platform::futex_wait(word, val, deadline_ns);
 }
 
-void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE_PRIVATE, n, nullptr, nullptr, 0);
-}
+void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept { platform::futex_wake(word, n); }
 
 // Makes a fiber whose park we claimed runnable: the one entry point, for
 // every source of wakes.

@@ -22,11 +22,9 @@
 //   fewer than half are spinning, then sleep on a futex (or block in the idle
 //   poller, one worker at a time) until the earliest timer deadline. A new
 //   runnable fiber wakes a sleeper only when no worker is spinning.
-#include <linux/futex.h>
 #include <sched.h>
 #include <time.h>
 #include <pthread.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cxxabi.h>
@@ -71,7 +69,7 @@ namespace weft::rt {
 // touches the runtime, so it is safe on any stack and inside any window.
 [[gnu::noinline]] void chaos_point() noexcept {
   thread_local std::uint64_t s = 0;
-  if (s == 0) s = ((static_cast<std::uint64_t>(syscall(SYS_gettid)) << 32) ^ static_cast<std::uint64_t>(to_ns(Clock::now()))) | 1;
+  if (s == 0) s = ((static_cast<std::uint64_t>(platform::thread_id()) << 32) ^ static_cast<std::uint64_t>(to_ns(Clock::now()))) | 1;
   s ^= s << 13;
   s ^= s >> 7;
   s ^= s << 17;
@@ -340,8 +338,8 @@ Fiber* find_work(Worker* w) noexcept {
 
 void worker_loop(Worker* w) {
   mark_internal_thread();
-  pthread_getcpuclockid(pthread_self(), &w->cpu_clock);
-  w->tid.store(static_cast<pid_t>(syscall(SYS_gettid)), std::memory_order_release);
+  w->has_cpu_clock = platform::thread_cpu_clock(&w->cpu_clock);
+  w->tid.store(platform::thread_id(), std::memory_order_release);
   weft_rt_tl_worker = w;
   w->eh_globals = abi::__cxa_get_globals();
   w->errno_ptr = &errno;
@@ -349,15 +347,7 @@ void worker_loop(Worker* w) {
 #ifdef WEFT_TSAN
   w->tsan_ctx = __tsan_get_current_fiber();
 #endif
-  pthread_attr_t attr;
-  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-    void* addr;
-    std::size_t size;
-    pthread_attr_getstack(&attr, &addr, &size);
-    w->thread_stack_bottom = addr;
-    w->thread_stack_size = size;
-    pthread_attr_destroy(&attr);
-  }
+  platform::thread_stack(&w->thread_stack_bottom, &w->thread_stack_size);
   while (Fiber* f = find_work(w)) {
     switch_to(w, nullptr, f, Action::None);
     // Back on the worker's own stack: the fiber that switched here parked,

@@ -17,10 +17,8 @@
 #include <system_error>
 
 #include "fiber.hpp"
+#include "platform/vm.hpp"
 
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL 102
-#endif
 
 namespace weft::rt {
 namespace {
@@ -92,9 +90,9 @@ GuardMode initial_mode() {
   // Probe MADV_GUARD_INSTALL on a scratch page. (If even the probe cannot
   // be mapped, mprotect guards are the safe choice: they work everywhere.)
   long pg = sysconf(_SC_PAGESIZE);
-  void* p = mmap(nullptr, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = mmap(nullptr, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | platform::kMapNoReserve, -1, 0);
   if (p == MAP_FAILED) return GuardMode::Mprotect;
-  bool ok = madvise(p, pg, MADV_GUARD_INSTALL) == 0;
+  bool ok = platform::install_guard_page(p, static_cast<std::size_t>(pg)) == 0;
   munmap(p, 2 * pg);
   return ok ? GuardMode::Madvise : GuardMode::Mprotect;
 }
@@ -137,7 +135,7 @@ int StackArena::add_chunk() noexcept {
   void* p = g_fail_maps.load(std::memory_order_relaxed)
                 ? MAP_FAILED
                 : mmap(nullptr, kChunkSlots * slot_bytes_, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                       MAP_PRIVATE | MAP_ANONYMOUS | platform::kMapNoReserve, -1, 0);
   if (p == MAP_FAILED) {
     int e = g_fail_maps.load(std::memory_order_relaxed) ? ENOMEM : errno;
     delete[] sync;
@@ -155,7 +153,7 @@ int StackArena::install_guard(std::uint32_t s) noexcept {
   if (mode_ == GuardMode::Madvise) {
     // EINTR/EAGAIN: a signal or a racing fault interrupted the walk; retry.
     for (int tries = 0; tries < 8; tries++) {
-      if (madvise(base, page_, MADV_GUARD_INSTALL) == 0) return 0;
+      if (platform::install_guard_page(base, page_) == 0) return 0;
       if (errno != EINTR && errno != EAGAIN) break;
     }
     return errno;
@@ -234,7 +232,7 @@ void StackArena::trim(std::uint32_t* slots, std::size_t n) noexcept {
     char* hi = slot_top(slots[j - 1]);
     // A failure (EINVAL on an mlock'ed range) leaves the pages committed:
     // memory stays in use, but a reused slot needs no clean stack.
-    madvise(lo, static_cast<std::size_t>(hi - lo), MADV_DONTNEED);
+    platform::release_pages(lo, static_cast<std::size_t>(hi - lo));
     i = j;
   }
 }
@@ -260,7 +258,7 @@ std::size_t StackArena::committed_bytes() const noexcept {
   for (std::size_t i = 0; i < n; i++) {
     for (std::size_t off = 0; off < span; off += kWindow * page_) {
       std::size_t len = std::min(span - off, kWindow * page_);
-      if (mincore(chunks_[i].base + off, len, vec) != 0) continue;
+      if (platform::resident(chunks_[i].base + off, len, vec) != 0) continue;
       for (std::size_t k = 0; k < len / page_; k++) pages += vec[k] & 1;
     }
   }

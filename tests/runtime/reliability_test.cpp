@@ -133,6 +133,7 @@ class Deadlock : public weft_test::RuntimeTest, public ::testing::WithParamInter
 };
 
 TEST_P(Deadlock, TwoFibersWaitingOnEachOthersChannel) {
+  WEFT_SKIP_WITHOUT_DEADLOCK_DETECTION();
   std::atomic<int> destroyed{0};
   struct Guard {
     std::atomic<int>* n;
@@ -161,6 +162,7 @@ TEST_P(Deadlock, TwoFibersWaitingOnEachOthersChannel) {
 }
 
 TEST_P(Deadlock, AllFibersInASelectWithoutTimeout) {
+  WEFT_SKIP_WITHOUT_DEADLOCK_DETECTION();
   std::string err = expect_deadlock([] {
     weft::Chan<int> a(0), b(0), c(0);
     weft::WaitGroup wg;
@@ -175,6 +177,7 @@ TEST_P(Deadlock, AllFibersInASelectWithoutTimeout) {
 }
 
 TEST_P(Deadlock, MutexTakenTwiceByOneFiber) {
+  WEFT_SKIP_WITHOUT_DEADLOCK_DETECTION();
   std::string err = expect_deadlock([] {
     weft::Mutex m;
     m.lock();
@@ -184,6 +187,7 @@ TEST_P(Deadlock, MutexTakenTwiceByOneFiber) {
 }
 
 TEST_P(Deadlock, NilChannelForever) {
+  WEFT_SKIP_WITHOUT_DEADLOCK_DETECTION();
   std::string err = expect_deadlock([] {
     weft::Chan<int> nil;  // default-constructed: Go's nil channel
     nil.recv();
@@ -193,6 +197,7 @@ TEST_P(Deadlock, NilChannelForever) {
 
 // OnDeadlock::Abort: the report, then abort() instead of unwinding.
 TEST_P(Deadlock, AbortWhenAskedTo) {
+  WEFT_SKIP_WITHOUT_DEADLOCK_DETECTION();
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   unsigned workers = GetParam();
   EXPECT_DEATH(weft::run(
