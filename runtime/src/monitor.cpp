@@ -41,6 +41,7 @@
 #include <iostream>
 #include <mutex>
 #include <sstream>
+#include <string>
 #include <unordered_set>
 
 #include "lifo.hpp"
@@ -174,14 +175,47 @@ WEFT_RACY_READER bool all_parked_for_good(Runtime& r) noexcept {
   return any;
 }
 
+// Names of helper threads that count as weft's own (mark_internal_thread_name).
+std::vector<std::string>& internal_names() {  // under g_threads_mu
+  static auto* v = new std::vector<std::string>;
+  return *v;
+}
+
+// The thread's name from /proc (without the newline), or "" if it is gone.
+std::string thread_name(pid_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/comm", static_cast<int>(tid));
+  std::string name;
+  if (FILE* f = std::fopen(path, "re")) {
+    char buf[32] = {};
+    if (std::fgets(buf, sizeof buf, f)) name = buf;
+    std::fclose(f);
+  }
+  if (!name.empty() && name.back() == '\n') name.pop_back();
+  return name;
+}
+
 // Any thread of the process but weft's own and the one blocked in run()
 // might wake a fiber (a std::thread holding a channel or a CondVar).
+// Threads marked by name are looked up by name each time: such a thread
+// may come and go (libkqueue's ends with the last kqueue, the next
+// kqueue() starts another) and a tid may be reused.
 bool foreign_threads(pid_t run_caller) {
   std::vector<pid_t> now = list_threads();
-  std::lock_guard<std::mutex> g(g_threads_mu);
-  const auto& mine = internal_threads();
-  for (pid_t t : now)
-    if (t != run_caller && std::find(mine.begin(), mine.end(), t) == mine.end()) return true;
+  std::vector<pid_t> unknown;
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> g(g_threads_mu);
+    const auto& mine = internal_threads();
+    for (pid_t t : now)
+      if (t != run_caller && std::find(mine.begin(), mine.end(), t) == mine.end()) unknown.push_back(t);
+    names = internal_names();
+  }
+  for (pid_t t : unknown) {
+    if (names.empty()) return true;
+    std::string n = thread_name(t);
+    if (!n.empty() && std::find(names.begin(), names.end(), n) == names.end()) return true;
+  }
   return false;
 }
 
@@ -233,6 +267,17 @@ void mark_internal_thread() noexcept {
   mark.tid = static_cast<pid_t>(syscall(SYS_gettid));
   std::lock_guard<std::mutex> g(g_threads_mu);
   internal_threads().push_back(mark.tid);
+}
+
+void mark_internal_thread_name(const char* comm) noexcept {
+  try {
+    std::lock_guard<std::mutex> g(g_threads_mu);
+    auto& v = internal_names();
+    if (std::find(v.begin(), v.end(), comm) == v.end()) v.emplace_back(comm);
+  } catch (...) {
+    // Out of memory: the thread stays foreign, which only turns the
+    // deadlock check off (no false report).
+  }
 }
 
 // Installs the SIGQUIT handler; returns the disposition to restore after run().
