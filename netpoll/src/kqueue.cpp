@@ -34,6 +34,9 @@
 // nothing else held.
 #include <fcntl.h>
 #include <sys/event.h>
+#ifdef WEFT_LIBKQUEUE
+#include <sys/prctl.h>
+#endif
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -95,7 +98,28 @@ int delete_filters(int qfd, int rfd, int wfd) noexcept {
 }  // namespace
 
 Backend::Backend() : raw_(new Raw) {
+#ifdef WEFT_LIBKQUEUE
+  // libkqueue starts up to two threads of its own inside kqueue(), and
+  // waits for both to run: "libkqueue_mon" (names itself; frees kqueues
+  // whose descriptor was closed) and the EVFILT_SIGNAL dispatcher (unnamed:
+  // it inherits the name of the thread that called kqueue()). Neither ever
+  // touches a fiber, but the deadlock check counts any thread it does not
+  // know as a possible waker, which would switch it off for good
+  // (HACKING.md, Deadlock detection). So this thread carries a name of its
+  // own across the call, the dispatcher inherits it, and both names are
+  // weft's own. A dispatcher started by the program's own use of libkqueue
+  // stays foreign (the check is then off: no false report).
+  char own[17] = {};
+  bool renamed = ::prctl(PR_GET_NAME, own, 0, 0, 0) == 0 && ::prctl(PR_SET_NAME, "libkqueue_sig", 0, 0, 0) == 0;
+  rt::mark_internal_thread_name("libkqueue_mon");
+  rt::mark_internal_thread_name("libkqueue_sig");
   qfd_ = kqueue();
+  int kq_errno = errno;
+  if (renamed) ::prctl(PR_SET_NAME, own, 0, 0, 0);
+  errno = kq_errno;
+#else
+  qfd_ = kqueue();
+#endif
   if (qfd_ < 0) throw_sys(errno, "weft: kqueue");
   // kqueue() has no close-on-exec flag everywhere (FreeBSD's kqueuex and
   // NetBSD's kqueue1 have; macOS and libkqueue's pipe end need none, the
@@ -112,13 +136,6 @@ Backend::Backend() : raw_(new Raw) {
     ::close(qfd_);
     throw_sys(e, "weft: kevent(EVFILT_USER)");
   }
-#ifdef WEFT_LIBKQUEUE
-  // libkqueue's first kqueue() starts a thread of its own ("libkqueue_mon":
-  // it frees kqueues whose descriptor was closed and never touches a
-  // fiber). The deadlock check counts any thread it does not know as a
-  // possible waker; this one is not (HACKING.md, Deadlock detection).
-  rt::mark_internal_thread_name("libkqueue_mon");
-#endif
 }
 
 Backend::~Backend() { ::close(qfd_); }

@@ -546,3 +546,29 @@ INSTANTIATE_TEST_SUITE_P(Workers, Net, ::testing::Values(1u, 2u, 4u), [](const a
 });
 
 }  // namespace
+
+// Regression (kqueue backend on libkqueue): kqueue() starts libkqueue's
+// threads ("libkqueue_mon" and an unnamed EVFILT_SIGNAL dispatcher); the
+// deadlock check took them for threads of the program that might wake a
+// fiber and never reported a deadlock once a socket had been opened: this
+// test hung. They are weft's own now (kqueue.cpp). On epoll it checks that
+// an open socket nobody waits on does not hide a deadlock. Twice per
+// worker count: the second runtime makes a new kqueue (libkqueue may start
+// its threads again).
+TEST(NetDeadlock, DetectedWhileThePollerExists) {
+  for (unsigned workers : {1u, 2u, 1u, 2u}) {
+    testing::internal::CaptureStderr();
+    EXPECT_THROW(weft::run(
+                     [] {
+                       auto ln = TcpListener::listen("127.0.0.1:0");  // installs the netpoller
+                       auto c = TcpStream::connect(ln.local_addr());
+                       auto s = ln.accept();
+                       weft::Chan<int> never(0);
+                       never.recv();  // nobody sends: a deadlock
+                     },
+                     {.workers = workers}),
+                 weft::Deadlock);
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("weft: all fibers are asleep - deadlock!"), std::string::npos) << err;
+  }
+}
