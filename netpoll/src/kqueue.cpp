@@ -22,14 +22,15 @@
 //    EVFILT_WRITE watches a duplicate of the fd (F_DUPFD_CLOEXEC): each
 //    epoll registration then has one filter, each epoll event is one kevent,
 //    and nothing overflows. It costs one descriptor per socket, closed by
-//    disarm(). The table fd -> duplicate is process-wide (g_aux, below).
+//    disarm(). The table fd -> duplicate is process-wide (aux_table, below).
 // 3. On EPOLLERR it reads SO_ERROR into the event's fflags, which clears
 //    the socket's error: the next recv/send/SO_ERROR no longer reports it
 //    (a reset read as a clean EOF, a refused connect waited forever). The
-//    error goes out in PollEvent::error; pollfd.cpp keeps it for the
-//    incarnation and the socket calls surface it (take_error).
+//    error goes out in PollEvent::error (on every event of that fd in the
+//    batch); pollfd.cpp keeps it for the incarnation and the socket calls
+//    surface it (take_error, settle_error).
 //
-// Shared state: wake_pending_ (see wake() and wait()); g_aux (libkqueue
+// Shared state: wake_pending_ (see wake() and wait()); aux_table (libkqueue
 // only), guarded by g_aux_mu, a leaf lock taken by arm/disarm/forget with
 // nothing else held.
 #include <fcntl.h>
@@ -84,7 +85,8 @@ Aux& aux(int fd) {  // under g_aux_mu
 }
 #endif
 
-// The descriptor watched for writes: the fd itself, or on libkqueue its duplicate.
+// Removes fd's read filter and the write filter of wfd (the fd itself, or
+// on libkqueue its duplicate); returns how many were there.
 int delete_filters(int qfd, int rfd, int wfd) noexcept {
   struct kevent ev[2];
   EV_SET(&ev[0], rfd, EVFILT_READ, EV_DELETE, 0, 0, nullptr);
@@ -121,9 +123,10 @@ Backend::Backend() : raw_(new Raw) {
   qfd_ = kqueue();
 #endif
   if (qfd_ < 0) throw_sys(errno, "weft: kqueue");
-  // kqueue() has no close-on-exec flag everywhere (FreeBSD's kqueuex and
-  // NetBSD's kqueue1 have; macOS and libkqueue's pipe end need none, the
-  // call is harmless there): a child started by exec must not inherit it.
+  // kqueue() takes no close-on-exec flag (FreeBSD's kqueuex and NetBSD's
+  // kqueue1 do, not everywhere): set it, as Go does, so a program started
+  // by exec does not inherit the descriptor (libkqueue's pipe end has it
+  // already: harmless there).
   if (::fcntl(qfd_, F_SETFD, FD_CLOEXEC) != 0) {
     int e = errno;
     ::close(qfd_);

@@ -17,6 +17,8 @@
 #include <weft/weft.hpp>
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #ifdef WEFT_LIBKQUEUE
 #include <dlfcn.h>
@@ -28,6 +30,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -203,6 +206,37 @@ TEST(NetSys, HugeTimeoutIsClampedNotInfinite) {
       ::testing::ExitedWithCode(0), "timeouts: ");
 }
 #endif
+
+// Every descriptor the poller opens is close-on-exec, so a program started
+// with exec inherits none (the kqueue descriptor had no FD_CLOEXEC; on
+// libkqueue its pipe end happens to have it, on BSD/macOS kqueue() sets
+// none). Counts the descriptors that appear with a Backend and one armed
+// socket (on libkqueue: its own, and the socket's duplicate).
+TEST(NetSys, PollerDescriptorsAreCloseOnExec) {
+  auto fds = [] {
+    std::vector<int> v;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+      while (dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') v.push_back(std::atoi(e->d_name));
+      ::closedir(d);
+    }
+    return v;
+  };
+  std::vector<int> before = fds();
+  weft::net::detail::Backend b;
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_GE(s, 0);
+  b.arm(s, 1);
+  int checked = 0;
+  for (int fd : fds()) {
+    if (std::find(before.begin(), before.end(), fd) != before.end() || ::fcntl(fd, F_GETFD) < 0) continue;
+    EXPECT_TRUE(::fcntl(fd, F_GETFD) & FD_CLOEXEC) << "descriptor " << fd << " inherits across exec";
+    checked++;
+  }
+  EXPECT_GE(checked, 2);  // the poller's own and the socket at least
+  b.disarm(s);
+  ::close(s);
+}
 
 // Found by reading, proved: a poller error (the epoll descriptor broken)
 // was thrown from Netpoller::poll into the scheduler's noexcept idle path:
