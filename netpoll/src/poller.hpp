@@ -74,7 +74,7 @@ class Backend {
   struct Raw;
   std::unique_ptr<Raw> raw_;
   int qfd_ = -1;     // the epoll or kqueue descriptor
-  int wakefd_ = -1;  // epoll: an eventfd; kqueue: unused (EVFILT_USER)
+  [[maybe_unused]] int wakefd_ = -1;  // epoll: an eventfd; kqueue: unused (EVFILT_USER)
   // Set by wake() before signalling, cleared by wait() when it drains the
   // signal: wakes between the two coalesce into one write.
   std::atomic<bool> wake_pending_{false};

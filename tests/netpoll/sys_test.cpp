@@ -48,10 +48,12 @@ using weft::net::TcpListener;
 using weft::net::TcpStream;
 
 namespace {
+#ifndef WEFT_LIBKQUEUE
 std::atomic<bool> g_pwait2_enosys{false};  // epoll_pwait2 reports ENOSYS
 std::atomic<int> g_pwait2_calls{0};
-std::atomic<int> g_wait_calls{0};          // epoll_wait calls with a finite timeout
 std::atomic<int> g_last_wait_ms{-2};       // the last finite epoll_wait timeout
+#endif
+std::atomic<int> g_wait_calls{0};          // epoll_wait (kevent) calls with a finite timeout
 std::atomic<bool> g_wait_no_block{false};  // epoll_wait returns 0 at once (records only)
 std::atomic<int> g_wait_errno{0};          // epoll_wait/epoll_pwait2 fail with this errno...
 std::atomic<int> g_wait_fails{0};          // ...this many times (< 0: forever)
