@@ -15,8 +15,11 @@ server that serves nothing in the run is reported as stalled.
 
 Every server is started here and stopped by its PID; every run is bounded
 in time. bench/ab.py imports run_echo and build_loadgen from here.
+--kqueue-build DIR adds weft built with -Dpoller=kqueue (on Linux: on
+libkqueue) to the echo and http runs, interleaved with the rest, and a
+kqueue/epoll ratio line (an emulation's cost, recorded, not a target).
 usage: net_bench.py --build BUILD [--reps 3] [--seconds 5] [--only echo|http|memory|hogs]
-                    [--hog-workers 2] [--hog-conns 50]
+                    [--hog-workers 2] [--hog-conns 50] [--kqueue-build DIR]
 """
 import argparse
 import atexit
@@ -285,7 +288,9 @@ def main():
     ap.add_argument("--only", default="", choices=["", "echo", "http", "memory", "hogs"])
     ap.add_argument("--hog-workers", type=int, default=2, help="hogs: weft --workers / Go GOMAXPROCS, and hogs")
     ap.add_argument("--hog-conns", type=int, default=50, help="hogs: loadgen connections")
+    ap.add_argument("--kqueue-build", default="", help="echo/http: also weft built with -Dpoller=kqueue from this dir")
     a = ap.parse_args()
+    kq = a.kqueue_build
     tmp = tempfile.mkdtemp(prefix="weft-netbench-")
     atexit.register(shutil.rmtree, tmp, True)
     reactor, gobin = f"{tmp}/reactor_echo", f"{tmp}/gonet"
@@ -301,6 +306,10 @@ def main():
         print("| server | conns | server CPU us/rt | round trips/s | p99 us | errors |")
         print("|---|---|---|---|---|---|")
         srvs = servers_echo(a.build, gobin, reactor)
+        if kq:
+            for w in ("1", "2"):
+                srvs[f"weft-kqueue w={w}"] = (lambda w: lambda p: [f"{kq}/examples/echo_server", "--listen",
+                                                                     f"127.0.0.1:{p}", "--workers", w])(w)
         for conns in (100, 1000):
             results = {name: [] for name in srvs}
             for _ in range(a.reps):
@@ -313,6 +322,12 @@ def main():
                 wc = med([r["cpu_us"] for r in results[f"weft w={w}"]])
                 print(f"| ratio w={w} | {conns} | weft/reactor {wc / med([r['cpu_us'] for r in results[f'reactor t={w}']]):.3f}, "
                       f"weft/Go {wc / med([r['cpu_us'] for r in results[f'go P={w}']]):.3f} | | | |")
+                if kq:
+                    k = results[f"weft-kqueue w={w}"]
+                    e = results[f"weft w={w}"]
+                    print(f"| kqueue/epoll w={w} | {conns} | {med([r['cpu_us'] for r in k]) / wc:.3f} | "
+                          f"{med([r['rps'] for r in k]) / med([r['rps'] for r in e]):.3f} | "
+                          f"{med([r['p99'] for r in k]) / med([r['p99'] for r in e]):.3f} | |")
             sys.stdout.flush()
 
     if a.only in ("", "http"):
@@ -328,6 +343,10 @@ def main():
                 "go P=2": lambda p: [gobin, "-mode", "http", "-listen", f"127.0.0.1:{p}", "-procs", "2"],
                 "nginx 1 worker": lambda p: ["nginx"],
             }
+            if kq:
+                for w in ("1", "2"):
+                    srvs[f"weft-kqueue w={w}"] = (lambda w: lambda p: [f"{kq}/examples/http_hello", "--listen",
+                                                                         f"127.0.0.1:{p}", "--workers", w])(w)
             for conns in (100, 1000):
                 results = {name: [] for name in srvs}
                 for _ in range(a.reps):
@@ -335,6 +354,11 @@ def main():
                         results[name].append(run_http(argv_of, conns, a.seconds, tmp))
                 for name, rs in results.items():
                     print(f"| {name} | {conns} | {med([r['rps'] for r in rs]):.0f} | {med([r['p99'] for r in rs]):.0f} |")
+                if kq:
+                    for w in ("1", "2"):
+                        k, e = results[f"weft-kqueue w={w}"], results[f"weft w={w}"]
+                        print(f"| kqueue/epoll w={w} | {conns} | {med([r['rps'] for r in k]) / med([r['rps'] for r in e]):.3f} | "
+                              f"{med([r['p99'] for r in k]) / med([r['p99'] for r in e]):.3f} |")
                 sys.stdout.flush()
 
     if a.only in ("", "memory"):

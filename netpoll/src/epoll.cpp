@@ -60,6 +60,8 @@ void Backend::disarm(int fd) noexcept {
   epoll_ctl(qfd_, EPOLL_CTL_DEL, fd, &ev);
 }
 
+void Backend::forget(int) noexcept {}
+
 namespace {
 // epoll_pwait2 (nanosecond timeouts, Linux 5.11) is tried once; after an
 // ENOSYS every wait uses epoll_wait. Relaxed: a racing first use only makes
@@ -122,7 +124,7 @@ int Backend::wait(Clock::time_point deadline, PollEvent* out, int max) {
     }
     std::uint32_t e = evs[i].events;
     bool err = e & (EPOLLERR | EPOLLHUP);
-    out[k++] = PollEvent{evs[i].data.u64, err || (e & (EPOLLIN | EPOLLRDHUP)), err || (e & EPOLLOUT)};
+    out[k++] = PollEvent{evs[i].data.u64, err || (e & (EPOLLIN | EPOLLRDHUP)), err || (e & EPOLLOUT), 0};
   }
   return k;
 }

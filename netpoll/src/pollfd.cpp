@@ -27,6 +27,7 @@
 #include <vector>
 
 #include <weft/net.hpp>
+#include <weft/runtime.hpp>
 
 #include "poller.hpp"
 
@@ -155,7 +156,10 @@ class Netpoller final : public rt::IdlePoller {
       std::abort();
     }
     for (int i = 0; i < n; i++) dispatch(events_[i]);
+    rounds_.fetch_add(1, std::memory_order_release);
   }
+  // Polls completed (each after its dispatch): see settle_error.
+  std::uint64_t rounds() const noexcept { return rounds_.load(std::memory_order_acquire); }
   void wake() noexcept override { backend_.wake(); }
   Backend& backend() noexcept { return backend_; }
 
@@ -165,10 +169,12 @@ class Netpoller final : public rt::IdlePoller {
     if (!pd) return;
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
     if (seq_locked(pd) != static_cast<std::uint32_t>(ev.key >> 32)) return;  // stale
+    if (ev.error) pd->error.store(ev.error, std::memory_order_relaxed);
     if (ev.readable) give_edge(pd->rd);
     if (ev.writable) give_edge(pd->wr);
   }
   Backend backend_;
+  std::atomic<std::uint64_t> rounds_{0};
   PollEvent events_[Backend::kMaxEvents];  // only the one polling thread uses it
 };
 
@@ -203,9 +209,13 @@ void on_deadline(void* a, void*, std::uint64_t seq) {
 // Runs once per incarnation (see pollfd.hpp), with no lock held.
 void final_close(PollDesc* pd) noexcept {
   // Closing a dup does not unregister it while the caller's fd refers to the
-  // same file: remove it from the poller first.
-  if (pd->foreign) {
+  // same file: remove it from the poller first. libkqueue keeps a closed
+  // fd's knotes (poller.hpp): there every fd is disarmed first. The poller
+  // is the closing thread's runtime's; off any runtime, forget() releases
+  // what the backend holds for the fd without a poller.
+  if (pd->foreign || Backend::kDisarmBeforeClose) {
     if (auto* p = static_cast<Netpoller*>(rt::current_idle_poller())) p->backend().disarm(pd->fd);
+    else Backend::forget(pd->fd);
   }
   ::close(pd->fd);
   pd->fd = -1;
@@ -229,6 +239,7 @@ PollDesc* open_desc(int fd, std::uint32_t* seq_out, bool foreign) {
     pd->state.store(std::uint64_t{seq} << 32, std::memory_order_release);
     pd->fd = fd;
     pd->foreign = foreign;
+    pd->error.store(0, std::memory_order_relaxed);
     for (Slot* s : {&pd->rd, &pd->wr}) {
       s->ready = false;
       s->deadline = Clock::time_point::max();
@@ -279,6 +290,35 @@ void op_begin(PollDesc* pd, std::uint32_t seq, Check check, const char* op) {
 void op_end(PollDesc* pd) noexcept {
   std::uint64_t prev = pd->state.fetch_sub(1, std::memory_order_acq_rel);
   if ((prev & (PollDesc::kClosing | PollDesc::kCount)) == (PollDesc::kClosing | 1)) final_close(pd);
+}
+
+int take_error(PollDesc* pd, std::uint32_t seq) noexcept {
+  if (pd->error.load(std::memory_order_relaxed) == 0) return 0;
+  std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+  if (seq_locked(pd) != seq) return 0;
+  return pd->error.exchange(0, std::memory_order_relaxed);
+}
+
+int settle_error(PollDesc* pd, std::uint32_t seq) noexcept {
+  if (int e = take_error(pd, seq)) return e;
+  if (!Backend::kConsumesErrors) return 0;
+  // libkqueue may have taken the error from the socket in a poll still
+  // copying out its events: wait (yielding, at most ~10 ms) for the next
+  // poll to complete (wake() starts one if a worker sleeps in the poller);
+  // that one, or the one in progress, has dispatched it. The release
+  // increment after each dispatch and the acquire load order the record
+  // before the look.
+  auto* p = static_cast<Netpoller*>(rt::current_idle_poller());
+  if (!p) return 0;
+  std::uint64_t r0 = p->rounds();
+  p->wake();
+  auto until = Clock::now() + std::chrono::milliseconds(10);
+  try {
+    while (p->rounds() == r0 && Clock::now() < until) this_fiber::yield();
+  } catch (...) {
+    return 0;  // unwinding or cancelled: the caller's next point throws
+  }
+  return take_error(pd, seq);
 }
 
 std::uint32_t edges_of(PollDesc* pd, Dir d) noexcept { return slot(pd, d).edges.load(std::memory_order_acquire); }

@@ -47,11 +47,20 @@
 //   order).
 // - Socket::fd() and seq() read the seq lock-free (acquire): a hint for the
 //   owner, whose own close() happens-before its later reads.
-// - Slot::edges, below. Nothing else is read lock-free.
+// - Slot::edges, below; `error`, below. Nothing else is read lock-free.
 //
 // Fields and guards:
 //   lock     guards rd, wr (all their fields) and the writes to state's seq,
 //            closing and expired bits.
+//   error    a socket error the poller's backend consumed to report an
+//            event (libkqueue, poller.hpp): written under lock by the
+//            dispatch of an event of this incarnation, taken (exchanged to
+//            0) under lock by take_error. A caller reads it relaxed first,
+//            as a hint: 0 (always, on epoll) costs no lock. Whoever was
+//            woken by that event's edge took the lock after the write, so
+//            sees it; a caller not woken by it may call between the
+//            backend's read of SO_ERROR and the dispatch, and then sees a
+//            plain EOF (libkqueue only: the kernel's error is gone by then).
 //   fd, foreign, index   written under lock before the descriptor is shared
 //            (open_desc), read by final_close (which then owns it) and by
 //            the dump's describer (racy, informational).
@@ -118,6 +127,7 @@ struct PollDesc {
   std::uint32_t index = 0;
   int fd = -1;
   bool foreign = false;  // a dup of a caller's fd: unregister explicitly on close
+  std::atomic<int> error{0};
   Slot rd, wr;
 
   std::uint32_t seq() const noexcept { return static_cast<std::uint32_t>(state.load(std::memory_order_acquire) >> 32); }
@@ -161,6 +171,18 @@ void pass_edge(PollDesc* pd, std::uint32_t seq, Dir d) noexcept;
 void set_deadline(PollDesc* pd, std::uint32_t seq, Dir d, Clock::time_point t);
 // The direction's deadline (min() once expired). Throws SocketClosed.
 Clock::time_point deadline_of(PollDesc* pd, std::uint32_t seq, Dir d, const char* op);
+
+// The socket error the poller consumed for this incarnation (see `error`),
+// else 0; a second call returns 0 (the kernel reports an error once too).
+// For calls whose result says nothing happened where the kernel would have
+// reported the error: a read's EOF, an EAGAIN, a write's EPIPE, a connect
+// still not connected.
+int take_error(PollDesc* pd, std::uint32_t seq) noexcept;
+
+// As take_error, for a read's EOF: on a backend that consumes errors
+// (libkqueue) and with none recorded, first waits for the poll that may be
+// copying it out (yields, at most ~10 ms); elsewhere exactly take_error.
+int settle_error(PollDesc* pd, std::uint32_t seq) noexcept;
 
 [[noreturn]] void throw_closed(const char* op);
 [[noreturn]] void throw_timeout(const char* op);

@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,6 +46,17 @@ int new_socket(int family, int type) {
   return fd;
 }
 
+// errno after a call that may follow a park. glibc declares
+// __errno_location() const, so within one function the compiler may keep
+// errno's address from before a park and, after the fiber moved to another
+// worker, read that thread's errno (runtime.hpp). A call it cannot fold
+// into an earlier one reads the current thread's. Seen: connect's loop
+// read EINPROGRESS, left by the connect() before its first park on another
+// thread, for getpeername's ENOTCONN, and waited forever on a refused
+// connection (libkqueue build, 4 workers; on epoll SO_ERROR reports the
+// refusal first, so the path was rarely taken).
+[[gnu::noinline]] int fresh_errno() noexcept { return errno; }
+
 // Brackets system calls on the incarnation's fd (see pollfd.hpp: the fd is
 // not closed under them). Throws SocketClosed, or Timeout with a direction.
 struct Op {
@@ -64,8 +76,21 @@ long call(detail::PollDesc* pd, std::uint32_t seq, Check check, const char* op, 
   Op o(pd, seq, op, check);
   long n;
   do n = static_cast<long>(sys());
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : n;
+  while (n < 0 && fresh_errno() == EINTR);  // io_loop parks between calls
+  return n < 0 ? -fresh_errno() : n;
+}
+
+// A result that says nothing happened (a read's EOF, EAGAIN, a write's
+// EPIPE) where the kernel would have reported a socket error that the
+// poller's backend consumed (libkqueue, pollfd.hpp `error`): that error.
+// On epoll nothing is ever consumed; this is one relaxed load.
+long with_error(detail::PollDesc* pd, std::uint32_t seq, Dir d, long n) {
+  if (n == 0 && d == Dir::Read) {
+    if (int e = detail::settle_error(pd, seq)) return -e;
+  } else if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EPIPE) {
+    if (int e = detail::take_error(pd, seq)) return -e;
+  }
+  return n;
 }
 
 // The I/O loop of every parking operation (Go's fd.Read and friends). The
@@ -85,6 +110,7 @@ long io_loop(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys
   for (;;) {
     std::uint32_t edges = detail::edges_of(pd, d);
     long n = call(pd, seq, check, op, sys);  // throws only if closed: then every waiter was woken
+    n = with_error(pd, seq, d, n);
     if (n == -EAGAIN || n == -EWOULDBLOCK) {
       WEFT_CHAOS_POINT();  // an edge (or a pass) between the EAGAIN and the queueing
       detail::wait(pd, seq, d, op, edges, edge);
@@ -104,7 +130,7 @@ long io_loop(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys
 // As io_loop, but never parks: nullopt on EAGAIN.
 template <class Sys>
 std::optional<std::size_t> io_once(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys&& sys) {
-  long n = call(pd, seq, d == Dir::Read ? Check::Read : Check::Write, op, sys);
+  long n = with_error(pd, seq, d, call(pd, seq, d == Dir::Read ? Check::Read : Check::Write, op, sys));
   if (n >= 0) return static_cast<std::size_t>(n);
   if (n == -EAGAIN || n == -EWOULDBLOCK) return std::nullopt;
   throw_errno(static_cast<int>(-n), op);
@@ -217,11 +243,14 @@ TcpStream TcpStream::connect_to(const void* sa_ptr, unsigned len, Clock::time_po
     sockaddr_storage peer{};
     socklen_t plen = sizeof peer;
     Op op(s.pd_, s.seq_, "connect");
-    if (::getsockopt(s.fd_, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
+    if (::getsockopt(s.fd_, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = fresh_errno();
     if (err == 0 || err == EISCONN) {
       if (::getpeername(s.fd_, reinterpret_cast<sockaddr*>(&peer), &plen) == 0) break;
-      err = errno;
-      if (err == ENOTCONN) continue;
+      err = fresh_errno();
+      // Not connected and no error: still connecting, or the error was
+      // consumed by the poller's backend (libkqueue) to report the wake.
+      if (err == ENOTCONN) err = detail::take_error(s.pd_, s.seq_);
+      if (err == 0) continue;
     }
     if (err == EINPROGRESS || err == EALREADY || err == EINTR) continue;
     throw_errno(err, "connect " + detail::format(sa));
@@ -420,6 +449,12 @@ namespace {
 void wait_foreign(int fd, Clock::time_point deadline, Dir d, const char* op) {
   if (fd < 0) throw_errno(EBADF, op);
   if (deadline <= Clock::now()) detail::throw_timeout(op);
+  // Regular files and directories are always ready (poll(2); Go's
+  // pollable() is false for them): no poller is asked (epoll refuses them
+  // with EPERM; kqueue would watch a file's offset against its end).
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, op);
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return;
   // Register a duplicate: the caller keeps ownership and registration of its
   // own fd, and closing the duplicate unregisters it from the poller.
   int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -430,7 +465,7 @@ void wait_foreign(int fd, Clock::time_point deadline, Dir d, const char* op) {
     pd = detail::open_desc(dup, &seq, /*foreign=*/true);
   } catch (const std::system_error& e) {
     ::close(dup);  // open_desc closes nothing on failure
-    // epoll refuses regular files (and directories) with EPERM: they are
+    // epoll refuses other files without poll support with EPERM: they are
     // always ready (poll(2); Go's pollable() false for files).
     if (e.code() == std::error_code(EPERM, std::system_category())) return;
     throw;

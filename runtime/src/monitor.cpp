@@ -39,6 +39,7 @@
 #include <iostream>
 #include <mutex>
 #include <sstream>
+#include <string>
 #include <unordered_set>
 
 #include "lifo.hpp"
@@ -155,16 +156,34 @@ WEFT_RACY_READER bool all_parked_for_good(Runtime& r) noexcept {
   return any;
 }
 
+// Names of helper threads that count as weft's own (mark_internal_thread_name).
+std::vector<std::string>& internal_names() {  // under g_threads_mu
+  static auto* v = new std::vector<std::string>;
+  return *v;
+}
+
 // Any thread of the process but weft's own and the one blocked in run()
 // might wake a fiber (a std::thread holding a channel or a CondVar).
+// Threads marked by name are looked up by name each time: such a thread
+// may come and go (libkqueue's ends with the last kqueue, the next
+// kqueue() starts another) and a tid may be reused.
 bool foreign_threads(platform::ThreadId run_caller) {
-  std::vector<platform::ThreadId> now;
+  std::vector<platform::ThreadId> now, unknown;
   // A platform that cannot list threads cannot rule a foreign one out.
   if (!platform::list_threads(now)) return true;
-  std::lock_guard<std::mutex> g(g_threads_mu);
-  const auto& mine = internal_threads();
-  for (platform::ThreadId t : now)
-    if (t != run_caller && std::find(mine.begin(), mine.end(), t) == mine.end()) return true;
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> g(g_threads_mu);
+    const auto& mine = internal_threads();
+    for (platform::ThreadId t : now)
+      if (t != run_caller && std::find(mine.begin(), mine.end(), t) == mine.end()) unknown.push_back(t);
+    names = internal_names();
+  }
+  for (platform::ThreadId t : unknown) {
+    if (names.empty()) return true;
+    std::string n = platform::thread_name(t);
+    if (!n.empty() && std::find(names.begin(), names.end(), n) == names.end()) return true;
+  }
   return false;
 }
 
@@ -218,6 +237,17 @@ void mark_internal_thread() noexcept {
   mark.tid = platform::thread_id();
   std::lock_guard<std::mutex> g(g_threads_mu);
   internal_threads().push_back(mark.tid);
+}
+
+void mark_internal_thread_name(const char* comm) noexcept {
+  try {
+    std::lock_guard<std::mutex> g(g_threads_mu);
+    auto& v = internal_names();
+    if (std::find(v.begin(), v.end(), comm) == v.end()) v.emplace_back(comm);
+  } catch (...) {
+    // Out of memory: the thread stays foreign, which only turns the
+    // deadlock check off (no false report).
+  }
 }
 
 // Installs the SIGQUIT handler; returns the disposition to restore after run().

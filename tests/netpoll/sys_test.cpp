@@ -6,19 +6,31 @@
 // the kernel with syscall(2). Tests that change process-wide state (the
 // cached ENOSYS fallback) run in a child (death-test machinery). Internal
 // headers (poller.hpp, addr.hpp) are used for the backend and the deadline
-// split.
+// split. Built with -Dpoller=kqueue on libkqueue (WEFT_LIBKQUEUE), it
+// defines kevent instead (forwarding to libkqueue's through dlsym), since
+// libkqueue's own epoll_wait calls must not be intercepted; the
+// epoll-only tests are skipped there and the poller tests check the
+// kevent timeout and error instead.
 #include <gtest/gtest.h>
 
 #include "net_util.hpp"
 #include <weft/weft.hpp>
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#ifdef WEFT_LIBKQUEUE
+#include <dlfcn.h>
+#include <sys/event.h>
+#else
 #include <sys/epoll.h>
+#endif
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -36,10 +48,12 @@ using weft::net::TcpListener;
 using weft::net::TcpStream;
 
 namespace {
+#ifndef WEFT_LIBKQUEUE
 std::atomic<bool> g_pwait2_enosys{false};  // epoll_pwait2 reports ENOSYS
 std::atomic<int> g_pwait2_calls{0};
-std::atomic<int> g_wait_calls{0};          // epoll_wait calls with a finite timeout
 std::atomic<int> g_last_wait_ms{-2};       // the last finite epoll_wait timeout
+#endif
+std::atomic<int> g_wait_calls{0};          // epoll_wait (kevent) calls with a finite timeout
 std::atomic<bool> g_wait_no_block{false};  // epoll_wait returns 0 at once (records only)
 std::atomic<int> g_wait_errno{0};          // epoll_wait/epoll_pwait2 fail with this errno...
 std::atomic<int> g_wait_fails{0};          // ...this many times (< 0: forever)
@@ -57,6 +71,27 @@ bool take_failure(int* e) {
 }
 }  // namespace
 
+#ifdef WEFT_LIBKQUEUE
+std::atomic<long long> g_last_kevent_ms{-2};  // the last finite wait's timeout, ms
+
+extern "C" int kevent(int kq, const struct kevent* changes, int nchanges, struct kevent* events, int nevents,
+                      const struct timespec* timeout) {
+  using Fn = int (*)(int, const struct kevent*, int, struct kevent*, int, const struct timespec*);
+  static Fn real = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, "kevent"));
+  if (nevents > 0 && nchanges == 0) {  // a wait, not a change
+    if (int e; take_failure(&e)) {
+      errno = e;
+      return -1;
+    }
+    if (timeout) {
+      g_wait_calls++;
+      g_last_kevent_ms = static_cast<long long>(timeout->tv_sec) * 1000 + timeout->tv_nsec / 1'000'000;
+    }
+    if (g_wait_no_block.load() && timeout) return 0;
+  }
+  return real(kq, changes, nchanges, events, nevents, timeout);
+}
+#else
 extern "C" int epoll_pwait2(int epfd, struct epoll_event* events, int maxevents, const struct timespec* timeout,
                             const sigset_t* sigmask) {
   g_pwait2_calls++;
@@ -83,6 +118,7 @@ extern "C" int epoll_wait(int epfd, struct epoll_event* events, int maxevents, i
   if (g_wait_no_block.load()) return 0;
   return static_cast<int>(::syscall(SYS_epoll_pwait, epfd, events, maxevents, timeout, nullptr, 8));
 }
+#endif
 
 extern "C" int connect(int fd, const struct sockaddr* addr, socklen_t len) {
   long rc = ::syscall(SYS_connect, fd, addr, len);
@@ -99,6 +135,7 @@ namespace {
 // Found by reading, proved: after epoll_pwait2 reported ENOSYS (kernels
 // before 5.11), every timed poll tried it again before falling back (one
 // wasted system call per idle wait). Now the first ENOSYS is remembered.
+#ifndef WEFT_LIBKQUEUE
 void pwait2_fallback_child() {
   g_pwait2_enosys = true;
   weft::run(
@@ -118,10 +155,36 @@ TEST(NetSys, Pwait2FallbackIsCached) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(pwait2_fallback_child(), ::testing::ExitedWithCode(0), "pwait2 calls");
 }
+#endif
 
 // Found by reading, proved: with the epoll_wait fallback a deadline more
 // than ~24.8 days away overflowed the int of milliseconds (30 days became
 // -1702967296: wait forever). As Go, it is clamped to 1e9 ms.
+#ifdef WEFT_LIBKQUEUE
+// The kqueue backend clamps a wait to 1e6 s (Darwin's kevent refuses more
+// than 1e8 s with EINVAL), as Go does.
+TEST(NetSys, HugeTimeoutIsClampedNotInfinite) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        g_wait_no_block = true;
+        weft::net::detail::Backend b;
+        weft::net::detail::PollEvent out[8];
+        int bad = 0;
+        b.wait(Clock::now() + std::chrono::hours(24 * 365 * 100), out, 8);
+        long long huge = g_last_kevent_ms.load();
+        if (huge <= 0 || huge > 1'000'000'000LL) bad |= 1;
+        b.wait(Clock::now() + 1500ms, out, 8);
+        long long normal = g_last_kevent_ms.load();
+        if (normal < 0 || normal > 1500) bad |= 2;
+        b.wait(Clock::time_point::min(), out, 8);
+        if (g_last_kevent_ms.load() != 0) bad |= 4;
+        std::fprintf(stderr, "timeouts: 100 years -> %lld ms, 1.5 s -> %lld ms\n", huge, normal);
+        std::_Exit(bad);
+      },
+      ::testing::ExitedWithCode(0), "timeouts: ");
+}
+#else
 TEST(NetSys, HugeTimeoutIsClampedNotInfinite) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
@@ -144,6 +207,38 @@ TEST(NetSys, HugeTimeoutIsClampedNotInfinite) {
       },
       ::testing::ExitedWithCode(0), "timeouts: ");
 }
+#endif
+
+// Every descriptor the poller opens is close-on-exec, so a program started
+// with exec inherits none (the kqueue descriptor had no FD_CLOEXEC; on
+// libkqueue its pipe end happens to have it, on BSD/macOS kqueue() sets
+// none). Counts the descriptors that appear with a Backend and one armed
+// socket (on libkqueue: its own, and the socket's duplicate).
+TEST(NetSys, PollerDescriptorsAreCloseOnExec) {
+  auto fds = [] {
+    std::vector<int> v;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+      while (dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') v.push_back(std::atoi(e->d_name));
+      ::closedir(d);
+    }
+    return v;
+  };
+  std::vector<int> before = fds();
+  weft::net::detail::Backend b;
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_GE(s, 0);
+  b.arm(s, 1);
+  int checked = 0;
+  for (int fd : fds()) {
+    if (std::find(before.begin(), before.end(), fd) != before.end() || ::fcntl(fd, F_GETFD) < 0) continue;
+    EXPECT_TRUE(::fcntl(fd, F_GETFD) & FD_CLOEXEC) << "descriptor " << fd << " inherits across exec";
+    checked++;
+  }
+  EXPECT_GE(checked, 2);  // the poller's own and the socket at least
+  b.disarm(s);
+  ::close(s);
+}
 
 // Found by reading, proved: a poller error (the epoll descriptor broken)
 // was thrown from Netpoller::poll into the scheduler's noexcept idle path:
@@ -162,10 +257,17 @@ void poller_error_child() {
       {.workers = 1});
 }
 
+#ifdef WEFT_LIBKQUEUE
+constexpr const char* kPollerFatal =
+    "weft: netpoller: fatal: weft: kevent\\(wait\\): Bad file descriptor \\(polling for I/O on a worker's idle path\\)";
+#else
+constexpr const char* kPollerFatal =
+    "weft: netpoller: fatal: weft: epoll_wait: Bad file descriptor \\(polling for I/O on a worker's idle path\\)";
+#endif
+
 TEST(NetSysDeath, PollerErrorIsAClearFatalMessage) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_DEATH(poller_error_child(),
-      "weft: netpoller: fatal: weft: epoll_wait: Bad file descriptor \\(polling for I/O on a worker's idle path\\)");
+  EXPECT_DEATH(poller_error_child(), kPollerFatal);
 }
 
 // EINTR from the poller is survivable: it returns no events and the worker

@@ -160,6 +160,11 @@ Fiber* current_fiber() noexcept;
 // it exits: the deadlock check counts any other thread that appeared after
 // run() began as a possible waker and then never reports a deadlock.
 void mark_internal_thread() noexcept;
+// Marks every thread named `comm` (its Linux name, at most 15 characters,
+// as prctl(PR_SET_NAME) sets it) as weft's own too, now and later: for a
+// library's helper thread weft cannot run code on and that never wakes a
+// fiber (libkqueue's "libkqueue_mon"). Names are kept for the process's life.
+void mark_internal_thread_name(const char* comm) noexcept;
 
 using WaitDescriber = void (*)(WaitKind kind, const void* object, char* buf, std::size_t size) noexcept;
 void set_wait_describer(WaitKind kind, WaitDescriber fn) noexcept;

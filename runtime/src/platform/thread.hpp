@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace weft::rt::platform {
@@ -39,6 +40,9 @@ bool list_threads(std::vector<ThreadId>& out);
 enum class Sleeping { No, Yes, Unknown };
 // Whether thread t (of this process) is asleep in a system call.
 Sleeping thread_sleeping(ThreadId t) noexcept;
+// Thread t's name (as pthread_setname_np sets it), or "" if it is gone or
+// the OS cannot say (generic: always "").
+std::string thread_name(ThreadId t);
 // The calling thread's CPU-time clock; false if none.
 bool thread_cpu_clock(clockid_t* out) noexcept;
 // The calling thread's stack (lowest address, size); false if unknown.

@@ -23,6 +23,8 @@ bool list_threads(std::vector<ThreadId>&) { return false; }
 
 Sleeping thread_sleeping(ThreadId) noexcept { return Sleeping::Unknown; }
 
+std::string thread_name(ThreadId) { return {}; }
+
 bool thread_cpu_clock(clockid_t* out) noexcept {
 #if defined(_POSIX_THREAD_CPUTIME) && _POSIX_THREAD_CPUTIME >= 0
   return pthread_getcpuclockid(pthread_self(), out) == 0;

@@ -38,6 +38,19 @@ Sleeping thread_sleeping(ThreadId t) noexcept {
   return p[2] == 'S' || p[2] == 'D' ? Sleeping::Yes : Sleeping::No;
 }
 
+std::string thread_name(ThreadId t) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%lld/comm", static_cast<long long>(t));
+  std::string name;
+  if (FILE* f = std::fopen(path, "re")) {
+    char buf[32] = {};
+    if (std::fgets(buf, sizeof buf, f)) name = buf;
+    std::fclose(f);
+  }
+  if (!name.empty() && name.back() == '\n') name.pop_back();
+  return name;
+}
+
 bool thread_cpu_clock(clockid_t* out) noexcept { return pthread_getcpuclockid(pthread_self(), out) == 0; }
 
 bool thread_stack(const void** bottom, std::size_t* size) noexcept {
