@@ -353,6 +353,17 @@ constexpr bool check_spawnable() {
   return kCallable<F, A...>;
 }
 
+// Calls a fiber's callable with its stored arguments, the fiber's stop
+// token first when f takes one (go, spawn and Scope::spawn share it).
+template <class F, class... A, class Fn, class Args>
+WEFT_ALWAYS_INLINE decltype(auto) invoke_fiber_fn(Fn& fn, Args& args) {
+  if constexpr (kTakesToken<F, A...>) {
+    return std::apply(std::move(fn), std::tuple_cat(std::make_tuple(this_fiber::stop_token()), std::move(args)));
+  } else {
+    return std::apply(std::move(fn), std::move(args));
+  }
+}
+
 template <class F, class... A>
 WEFT_ALWAYS_INLINE JoinHandle<Result<F, A...>> go_impl(ScopeCore* scope, std::string_view name, F&& f, A&&... args) {
   using R = Result<F, A...>;
@@ -366,14 +377,7 @@ WEFT_ALWAYS_INLINE JoinHandle<Result<F, A...>> go_impl(ScopeCore* scope, std::st
     static void run(void* p) noexcept {
       auto* c = static_cast<Closure*>(p);
       auto* st = c->st;
-      detail::store_result(st, [c]() -> R {
-        if constexpr (kTakesToken<F, A...>) {
-          return std::apply(std::move(c->fn),
-                            std::tuple_cat(std::make_tuple(this_fiber::stop_token()), std::move(c->args)));
-        } else {
-          return std::apply(std::move(c->fn), std::move(c->args));
-        }
-      });
+      detail::store_result(st, [c]() -> R { return invoke_fiber_fn<F, A...>(c->fn, c->args); });
       c->~Closure();
       if (st->child) detail::scope_child_end(st);
       detail::join_finish(st);
@@ -419,11 +423,7 @@ WEFT_ALWAYS_INLINE void spawn_impl(std::string_view name, F&& f, A&&... args) {
     static void run(void* p) noexcept {
       auto* c = static_cast<Closure*>(p);
       try {
-        if constexpr (kTakesToken<F, A...>) {
-          std::apply(std::move(c->fn), std::tuple_cat(std::make_tuple(this_fiber::stop_token()), std::move(c->args)));
-        } else {
-          std::apply(std::move(c->fn), std::move(c->args));
-        }
+        (void)invoke_fiber_fn<F, A...>(c->fn, c->args);
       } catch (const detail::FiberUnwind&) {
       } catch (const Cancelled&) {
       } catch (...) {

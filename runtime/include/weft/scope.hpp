@@ -46,14 +46,7 @@ WEFT_ALWAYS_INLINE void scope_spawn_impl(ScopeCore* scope, std::string_view name
       ScopeChild rec;
       static void run(void* p) noexcept {
         auto* c = static_cast<Closure*>(p);
-        store_result(&c->st, [c] {
-          if constexpr (kTakesToken<F, A...>) {
-            (void)std::apply(std::move(c->fn),
-                             std::tuple_cat(std::make_tuple(this_fiber::stop_token()), std::move(c->args)));
-          } else {
-            (void)std::apply(std::move(c->fn), std::move(c->args));
-          }
-        });
+        store_result(&c->st, [c] { (void)invoke_fiber_fn<F, A...>(c->fn, c->args); });
         std::destroy_at(&c->args);
         std::destroy_at(&c->fn);
         scope_child_end(&c->st);
