@@ -338,25 +338,8 @@ void run_seed(std::uint64_t seed, unsigned workers) {
     return true;
   }();
   (void)warmed;
-  auto settled = [](std::size_t want) {
-    std::size_t n = open_fds();
-    for (int i = 0; i < 200 && n != want; i++) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      n = open_fds();
-    }
-    return n;
-  };
-  std::size_t fds_before = open_fds();
-  for (int i = 0; i < 50; i++) {  // until two looks 20 ms apart agree
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    std::size_t n = open_fds();
-    if (n == fds_before) break;
-    fds_before = n;
-  }
-#else
-  auto settled = [](std::size_t) { return open_fds(); };
-  const std::size_t fds_before = open_fds();
 #endif
+  const std::size_t fds_before = net_test::stable_fds();
   {
     Watchdog dog(seed, workers);
     weft::run(
@@ -400,7 +383,7 @@ void run_seed(std::uint64_t seed, unsigned workers) {
         {.workers = workers});
   }
   EXPECT_EQ(run.errors.load(), 0);
-  EXPECT_EQ(settled(fds_before), fds_before) << "descriptor leak";
+  EXPECT_EQ(net_test::settled_fds(fds_before), fds_before) << "descriptor leak";
 }
 
 class Model : public ::testing::TestWithParam<unsigned> {};

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <thread>
 
 #include <weft/weft.hpp>
 
@@ -31,6 +32,34 @@ inline std::size_t open_fds() {
     while (::readdir(d)) n++;
     ::closedir(d);
   }
+  return n;
+}
+
+// libkqueue frees a closed kqueue's descriptors later, on its monitor
+// thread, so a count taken right after a runtime ended may still hold
+// them. stable_fds: the count once two looks 20 ms apart agree (1 s at
+// most). settled_fds(want): the count once it reached want (2 s at most).
+// Elsewhere both are open_fds(): descriptors close synchronously.
+inline std::size_t stable_fds() {
+  std::size_t n = open_fds();
+#ifdef WEFT_LIBKQUEUE
+  for (int i = 0; i < 50; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::size_t m = open_fds();
+    if (m == n) break;
+    n = m;
+  }
+#endif
+  return n;
+}
+inline std::size_t settled_fds([[maybe_unused]] std::size_t want) {
+  std::size_t n = open_fds();
+#ifdef WEFT_LIBKQUEUE
+  for (int i = 0; i < 200 && n != want; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    n = open_fds();
+  }
+#endif
   return n;
 }
 
