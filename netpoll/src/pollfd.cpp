@@ -16,20 +16,28 @@
 // dequeues itself.
 #include "pollfd.hpp"
 
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <unistd.h>
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include <weft/cancel.hpp>
 #include <weft/net.hpp>
 #include <weft/runtime.hpp>
 
 #include "poller.hpp"
+#ifdef WEFT_IO_URING
+#include "uring.hpp"
+#endif
 
 namespace weft::net::detail {
 
@@ -92,7 +100,7 @@ std::uint32_t seq_locked(const PollDesc* pd) {
 
 // ---- the waiter queue of a direction (all under pd->lock) ----------------------------
 
-void push_front(Slot& s, IoWaiter* w) noexcept {
+void push_front(WaitList& s, IoWaiter* w) noexcept {
   w->prev = nullptr;
   w->next = s.head;
   if (s.head) s.head->prev = w; else s.tail = w;
@@ -100,7 +108,7 @@ void push_front(Slot& s, IoWaiter* w) noexcept {
   w->queued = true;
 }
 
-void push_back(Slot& s, IoWaiter* w) noexcept {
+void push_back(WaitList& s, IoWaiter* w) noexcept {
   w->next = nullptr;
   w->prev = s.tail;
   if (s.tail) s.tail->next = w; else s.head = w;
@@ -108,14 +116,14 @@ void push_back(Slot& s, IoWaiter* w) noexcept {
   w->queued = true;
 }
 
-void remove(Slot& s, IoWaiter* w) noexcept {
+void remove(WaitList& s, IoWaiter* w) noexcept {
   if (w->prev) w->prev->next = w->next; else s.head = w->next;
   if (w->next) w->next->prev = w->prev; else s.tail = w->prev;
   w->prev = w->next = nullptr;
   w->queued = false;
 }
 
-IoWaiter* pop_front(Slot& s) noexcept {
+IoWaiter* pop_front(WaitList& s) noexcept {
   IoWaiter* w = s.head;
   if (w) remove(s, w);
   return w;
@@ -124,7 +132,7 @@ IoWaiter* pop_front(Slot& s) noexcept {
 // An edge: the first waiter still parked owns it; else it is recorded.
 void give_edge(Slot& s) noexcept {
   s.edges.store(s.edges.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  while (IoWaiter* w = pop_front(s)) {
+  while (IoWaiter* w = pop_front(s.q)) {
     if (rt::unpark(w->parker, WakeReason::Event)) {
       w->edge = true;  // read by the waiter only after it takes the lock we hold
       return;
@@ -133,27 +141,61 @@ void give_edge(Slot& s) noexcept {
   s.ready = true;
 }
 
+// Close and deadline expiry: every fiber parked for an edge wakes (and
+// throws); every io_uring operation in flight is cancelled, and its fiber
+// wakes with the completion (uring_wait), never before.
 void wake_all(Slot& s, WakeReason r) noexcept {
-  while (IoWaiter* w = pop_front(s)) rt::unpark(w->parker, r);
+  while (IoWaiter* w = pop_front(s.q)) rt::unpark(w->parker, r);
+#ifdef WEFT_IO_URING
+  for (IoWaiter* w = s.ops.head; w; w = w->next) {
+    if (w->cancelling) continue;
+    w->cancelling = true;
+    w->ring->cancel(reinterpret_cast<std::uint64_t>(w));
+    w->ring->kick();
+  }
+#endif
 }
 
 // ---- the runtime's idle poller ------------------------------------------------------
 
+// One per runtime: the epoll/kqueue backend, or (Options::poller) an
+// io_uring ring, never both.
 class Netpoller final : public rt::IdlePoller {
  public:
+  Netpoller() {
+    if (rt::io_uring_requested()) {
+#ifdef WEFT_IO_URING
+      std::string why;
+      ring_ = Ring::create(&why);
+      if (ring_) return;
+#else
+      std::string why = "this build has no io_uring support (meson -Dio_uring=enabled, liburing)";
+#endif
+      std::fprintf(stderr, "weft: io_uring unavailable (%s): using %s\n", why.c_str(), kBackendName);
+    }
+    backend_.emplace();
+  }
   // Called by the scheduler's idle and periodic paths, which are noexcept:
   // an exception here would be std::terminate without context. The backend
   // retries nothing itself but returns 0 events on EINTR; any other error
   // (EBADF, EINVAL, EFAULT: the poller's own descriptor is gone or broken)
   // leaves no way to wait for I/O, so it ends the process with a message.
   void poll(Clock::time_point deadline) noexcept override {
+#ifdef WEFT_IO_URING
+    if (ring_) {
+      try {
+        ring_->poll(deadline, [](std::uint64_t ud, int res) { complete(ud, res); });
+      } catch (const std::exception& e) {
+        fatal(e);
+      }
+      return;
+    }
+#endif
     int n = 0;
     try {
-      n = backend_.wait(deadline, events_, Backend::kMaxEvents);
+      n = backend_->wait(deadline, events_, Backend::kMaxEvents);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "weft: netpoller: fatal: %s (polling for I/O on a worker's idle path); aborting\n", e.what());
-      std::fflush(stderr);
-      std::abort();
+      fatal(e);
     }
     for (int i = 0; i < n; i++) dispatch(events_[i]);
     // Only settle_error reads it, only on a backend that consumes errors:
@@ -162,10 +204,39 @@ class Netpoller final : public rt::IdlePoller {
   }
   // Polls completed (each after its dispatch): see settle_error.
   std::uint64_t rounds() const noexcept { return rounds_.load(std::memory_order_acquire); }
-  void wake() noexcept override { backend_.wake(); }
-  Backend& backend() noexcept { return backend_; }
+  void wake() noexcept override {
+#ifdef WEFT_IO_URING
+    if (ring_) return ring_->wake();
+#endif
+    backend_->wake();
+  }
+  bool has_pending() const noexcept override {
+#ifdef WEFT_IO_URING
+    return ring_ && ring_->has_pending();
+#else
+    return false;
+#endif
+  }
+  Backend* backend() noexcept { return backend_ ? &*backend_ : nullptr; }
+  Ring* ring() noexcept {
+#ifdef WEFT_IO_URING
+    return ring_.get();
+#else
+    return nullptr;
+#endif
+  }
 
  private:
+#ifdef WEFT_BACKEND_KQUEUE
+  static constexpr const char* kBackendName = "kqueue";
+#else
+  static constexpr const char* kBackendName = "epoll";
+#endif
+  [[noreturn]] static void fatal(const std::exception& e) noexcept {
+    std::fprintf(stderr, "weft: netpoller: fatal: %s (polling for I/O on a worker's idle path); aborting\n", e.what());
+    std::fflush(stderr);
+    std::abort();
+  }
   static void dispatch(const PollEvent& ev) noexcept {
     PollDesc* pd = pool().at(static_cast<std::uint32_t>(ev.key));
     if (!pd) return;
@@ -175,7 +246,22 @@ class Netpoller final : public rt::IdlePoller {
     if (ev.readable) give_edge(pd->rd);
     if (ev.writable) give_edge(pd->wr);
   }
-  Backend backend_;
+  // An io_uring completion: its waiter is still parked in uring_wait (it
+  // leaves only once `done`, read under the same lock), so the record and
+  // its descriptor are valid here.
+  static void complete(std::uint64_t ud, int res) noexcept {
+    auto* w = reinterpret_cast<IoWaiter*>(ud);
+    PollDesc* pd = w->pd;
+    std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+    w->res = res;
+    w->done = true;
+    if (w->queued) remove(w->slot->ops, w);
+    rt::unpark(w->parker, WakeReason::Event);
+  }
+  std::optional<Backend> backend_;
+#ifdef WEFT_IO_URING
+  std::unique_ptr<Ring> ring_;
+#endif
   std::atomic<std::uint64_t> rounds_{0};
   PollEvent events_[Backend::kMaxEvents];  // only the one polling thread uses it
 };
@@ -215,8 +301,9 @@ void final_close(PollDesc* pd) noexcept {
   // fd's knotes (poller.hpp): there every fd is disarmed first. The poller
   // is the closing thread's runtime's; off any runtime, forget() releases
   // what the backend holds for the fd without a poller.
-  if (pd->foreign || Backend::kDisarmBeforeClose) {
-    if (auto* p = static_cast<Netpoller*>(rt::current_idle_poller())) p->backend().disarm(pd->fd);
+  if (pd->armed && (pd->foreign || Backend::kDisarmBeforeClose)) {
+    auto* p = static_cast<Netpoller*>(rt::current_idle_poller());
+    if (Backend* b = p ? p->backend() : nullptr) b->disarm(pd->fd);
     else Backend::forget(pd->fd);
   }
   ::close(pd->fd);
@@ -241,6 +328,7 @@ PollDesc* open_desc(int fd, std::uint32_t* seq_out, bool foreign) {
     pd->state.store(std::uint64_t{seq} << 32, std::memory_order_release);
     pd->fd = fd;
     pd->foreign = foreign;
+    pd->armed = false;
     pd->error.store(0, std::memory_order_relaxed);
     for (Slot* s : {&pd->rd, &pd->wr}) {
       s->ready = false;
@@ -249,7 +337,10 @@ PollDesc* open_desc(int fd, std::uint32_t* seq_out, bool foreign) {
     }
   }
   try {
-    np.backend().arm(fd, pd->key(seq));
+    if (Backend* b = np.backend()) {
+      b->arm(fd, pd->key(seq));
+      pd->armed = true;  // before the descriptor is shared: the socket's owner publishes it
+    }
   } catch (...) {
     {
       std::lock_guard<weft::detail::SpinLock> g(pd->lock);
@@ -325,11 +416,120 @@ int settle_error(PollDesc* pd, std::uint32_t seq) noexcept {
 
 std::uint32_t edges_of(PollDesc* pd, Dir d) noexcept { return slot(pd, d).edges.load(std::memory_order_acquire); }
 
+Ring* current_ring() noexcept {
+#ifdef WEFT_IO_URING
+  auto* p = static_cast<Netpoller*>(rt::current_idle_poller());
+  return p ? p->ring() : nullptr;
+#else
+  return nullptr;
+#endif
+}
+
+#ifdef WEFT_IO_URING
+namespace {
+void prep_poll(io_uring_sqe* sqe, void* ctx) {
+  auto* pd = static_cast<PollDesc*>(ctx);
+  io_uring_prep_poll_add(sqe, pd->fd, POLLIN | POLLRDHUP);
+}
+void prep_poll_out(io_uring_sqe* sqe, void* ctx) {
+  auto* pd = static_cast<PollDesc*>(ctx);
+  io_uring_prep_poll_add(sqe, pd->fd, POLLOUT);
+}
+}  // namespace
+
+long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check check, UringPrep prep, void* ctx) {
+  Ring* ring = current_ring();
+  op_begin(pd, seq, check, op);
+  struct End {
+    PollDesc* pd;
+    ~End() { op_end(pd); }
+  } end{pd};
+  Slot& s = slot(pd, d);
+  const WaitKind kind = d == Dir::Read ? WaitKind::IoRead : WaitKind::IoWrite;
+  IoWaiter w;
+  w.ring = ring;
+  w.pd = pd;
+  w.slot = &s;
+  std::unique_lock<weft::detail::SpinLock> g(pd->lock);
+  std::uint64_t v = pd->state.load(std::memory_order_relaxed);
+  if (static_cast<std::uint32_t>(v >> 32) != seq) {
+    g.unlock();
+    throw_closed(op);
+  }
+  if (v & expired_bit(d)) {
+    g.unlock();
+    throw_timeout(op);
+  }
+  w.parker = rt::prepare_park(kind, pd);
+  push_back(s.ops, &w);
+  // Queued under pd->lock: a close or deadline that cancels it (also under
+  // the lock) comes after it in the SQ, so the kernel finds it.
+  ring->queue(reinterpret_cast<std::uint64_t>(&w), [&](io_uring_sqe* sqe) { prep(sqe, ctx); });
+  g.unlock();
+  ring->kick();
+  bool cancelled = false;
+  std::optional<CancelShield> shield;
+  for (;;) {
+    WEFT_CHAOS_POINT();  // a completion before the switch-out
+    WakeReason r = rt::park(w.parker);
+    g.lock();
+    if (w.done) break;
+    // Not completed, so the runtime's Cancel woke us (only the completion
+    // sets done). The kernel may still write into the caller's buffer:
+    // withdraw the operation and wait, shielded, for its completion.
+    if (r == WakeReason::Cancel) cancelled = true;
+    if (!w.cancelling) {
+      w.cancelling = true;
+      ring->cancel(reinterpret_cast<std::uint64_t>(&w));
+    }
+    if (!shield) shield.emplace();
+    w.parker = rt::prepare_park(kind, pd);
+    g.unlock();
+    ring->kick();
+  }
+  long res = w.res;
+  g.unlock();
+  shield.reset();
+  // Completed anyway (the data arrived first): the result stands and the
+  // fiber's next cancellation point throws.
+  if (cancelled && res == -ECANCELED) rt::throw_unwind();
+  return res;
+}
+#else
+long uring_wait(PollDesc*, std::uint32_t, Dir, const char*, Check, UringPrep, void*) { std::abort(); }
+#endif
+
 void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t edges_seen, bool again) {
   rt::cancellation_point();
+#ifdef WEFT_IO_URING
+  if (current_ring()) {
+    // Readiness through the ring: one POLL_ADD, the caller's next system
+    // call does the work. A withdrawn poll (close, deadline) throws at the
+    // next try; one the kernel cancelled for its own reasons is retried.
+    for (;;) {
+      long r = uring_wait(pd, seq, d, op, Check::None, d == Dir::Read ? prep_poll : prep_poll_out, pd);
+      if (r != -ECANCELED) return;
+    }
+  }
+#endif
   Slot& s = slot(pd, d);
   IoWaiter w;
   std::unique_lock<weft::detail::SpinLock> g(pd->lock);
+  if (!pd->armed) {
+    // Opened on an io_uring runtime, waited for on an epoll one: register
+    // it here (once; the lock orders racing first waits).
+    auto* p = static_cast<Netpoller*>(rt::current_idle_poller());
+    Backend* b = p ? p->backend() : nullptr;
+    if (b && seq_locked(pd) == seq) {
+      try {
+        b->arm(pd->fd, pd->key(seq));
+        pd->armed = true;
+      } catch (...) {
+        g.unlock();
+        throw;
+      }
+    }
+  }
   for (;;) {
     std::uint64_t v = pd->state.load(std::memory_order_relaxed);
     if (static_cast<std::uint32_t>(v >> 32) != seq) {
@@ -346,12 +546,12 @@ void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t 
     }
     w.parker = rt::prepare_park(d == Dir::Read ? WaitKind::IoRead : WaitKind::IoWrite, pd);
     w.edge = false;
-    if (again) push_front(s, &w); else push_back(s, &w);
+    if (again) push_front(s.q, &w); else push_back(s.q, &w);
     g.unlock();
     WEFT_CHAOS_POINT();  // a wake before the switch-out
     WakeReason r = rt::park(w.parker);
     g.lock();
-    if (w.queued) remove(s, &w);  // the runtime's Cancel won the claim: nobody dequeued us
+    if (w.queued) remove(s.q, &w);  // the runtime's Cancel won the claim: nobody dequeued us
     if (r == WakeReason::Cancel) {
       g.unlock();
       rt::throw_unwind();
@@ -366,7 +566,7 @@ void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t 
 void pass_edge(PollDesc* pd, std::uint32_t seq, Dir d) noexcept {
   Slot& s = slot(pd, d);
   std::lock_guard<weft::detail::SpinLock> g(pd->lock);
-  if (seq_locked(pd) == seq && s.head) give_edge(s);
+  if (seq_locked(pd) == seq && s.q.head) give_edge(s);
 }
 
 void set_deadline(PollDesc* pd, std::uint32_t seq, Dir d, Clock::time_point t) {

@@ -87,6 +87,8 @@
 #include <weft/park.hpp>
 #include <weft/sync.hpp>
 
+struct io_uring_sqe;
+
 // Chaos builds (runtime's WEFT_CHAOS_POINT, meson -Dchaos=true) widen the
 // netpoller's race windows too; elsewhere, or with a runtime without it,
 // nothing.
@@ -96,6 +98,10 @@
 
 namespace weft::net::detail {
 
+class Ring;
+struct PollDesc;
+struct Slot;
+
 // A fiber parked on one direction of a descriptor; on its stack.
 struct IoWaiter {
   rt::Parker parker;
@@ -103,12 +109,28 @@ struct IoWaiter {
   IoWaiter* prev = nullptr;
   bool queued = false;
   bool edge = false;  // woken by an edge it now owns: use it or pass it on
+  // io_uring (uring_wait): the operation in flight is this record's; its
+  // completion sets res and done (under the descriptor's lock).
+  bool done = false;
+  bool cancelling = false;  // a cancel for it is queued (close, deadline, the fiber's cancellation)
+  int res = 0;
+  Ring* ring = nullptr;
+  PollDesc* pd = nullptr;
+  Slot* slot = nullptr;
+};
+
+struct WaitList {
+  IoWaiter* head = nullptr;
+  IoWaiter* tail = nullptr;
 };
 
 struct Slot {
-  IoWaiter* head = nullptr;
-  IoWaiter* tail = nullptr;
+  WaitList q;    // epoll/kqueue: fibers parked for an edge (FIFO)
+  WaitList ops;  // io_uring: fibers whose operation is in flight
   bool ready = false;
+  // io_uring: try the system call before submitting (the last call found
+  // more than it took); a hint, relaxed, any incarnation.
+  std::atomic<bool> more{false};
   std::atomic<std::uint32_t> edges{0};
   std::uint32_t timer_gen = 0;
   Clock::time_point deadline = Clock::time_point::max();
@@ -128,6 +150,7 @@ struct PollDesc {
   int fd = -1;
   bool foreign = false;  // a dup of a caller's fd: unregister explicitly on close
   std::atomic<int> error{0};
+  bool armed = false;  // registered with an epoll/kqueue backend (io_uring runtimes register nothing)
   Slot rd, wr;
 
   std::uint32_t seq() const noexcept { return static_cast<std::uint32_t>(state.load(std::memory_order_acquire) >> 32); }
@@ -183,6 +206,23 @@ int take_error(PollDesc* pd, std::uint32_t seq) noexcept;
 // (libkqueue) and with none recorded, first waits for the poll that may be
 // copying it out (yields, at most ~10 ms); elsewhere exactly take_error.
 int settle_error(PollDesc* pd, std::uint32_t seq) noexcept;
+
+// io_uring (uring.hpp): the current runtime's ring, or nullptr when it
+// polls with epoll/kqueue (or io_uring is not built).
+Ring* current_ring() noexcept;
+
+// Fills one SQE for the operation (its fd, buffer, flags).
+using UringPrep = void (*)(io_uring_sqe* sqe, void* ctx);
+
+// Puts one operation on the ring and parks until its completion, inside
+// the op bracket (the fd stays open while the kernel may use it). Returns
+// the completion's result (>= 0, or -errno; -ECANCELED when a close, a
+// deadline or the fiber's cancellation withdrew it: the caller's next
+// op_begin throws for the first two). Throws SocketClosed or Timeout
+// before submitting, and weft::Cancelled (throw_unwind) when the fiber was
+// cancelled and the operation did not complete. Never returns before the
+// completion arrived, so the kernel is done with the caller's buffer.
+long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check check, UringPrep prep, void* ctx);
 
 [[noreturn]] void throw_closed(const char* op);
 [[noreturn]] void throw_timeout(const char* op);

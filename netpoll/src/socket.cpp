@@ -28,6 +28,9 @@
 #include "addr.hpp"
 #include "platform/sock.hpp"
 #include "pollfd.hpp"
+#ifdef WEFT_IO_URING
+#include <liburing.h>
+#endif
 
 namespace weft::net {
 
@@ -125,6 +128,90 @@ long io_loop(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys
     if (n >= 0) rt::spend_budget();
     return n;
   }
+}
+
+// The operation as an io_uring submission (see uring.hpp): its prep, its
+// arguments, and when to try the system call first instead: `first` (a
+// write: the socket usually has room), or the direction's hint that the
+// last call found more than it took (a read that filled its buffer, an
+// accept, a direct call that succeeded). A read that completes on the ring
+// with at least `full` bytes sets the hint.
+struct RingOp {
+  detail::UringPrep prep = nullptr;
+  int fd = -1;
+  void* buf = nullptr;
+  std::size_t len = 0;
+  msghdr* msg = nullptr;
+  bool first = false;
+  std::size_t full = ~std::size_t{0};
+};
+
+// The I/O loop on an io_uring runtime: the operation goes to the ring and
+// the fiber parks until its completion. A withdrawn operation (close,
+// deadline: -ECANCELED) is submitted again, and the next bracket throws
+// SocketClosed or Timeout; an -EAGAIN from the ring (a kernel that did not
+// arm a poll for it) waits for readiness and calls again.
+template <class Sys>
+long ring_loop(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys&& sys, RingOp& r) {
+  Check check = d == Dir::Read ? Check::Read : Check::Write;
+  std::atomic<bool>& more = d == Dir::Read ? pd->rd.more : pd->wr.more;
+  bool direct = r.first || more.load(std::memory_order_relaxed);
+  for (;;) {
+    if (direct) {
+      long n = with_error(pd, seq, d, call(pd, seq, check, op, sys));
+      if (n != -EAGAIN && n != -EWOULDBLOCK) {
+        if (n >= 0) rt::spend_budget();
+        return n;
+      }
+      more.store(false, std::memory_order_relaxed);
+    }
+    long n = detail::uring_wait(pd, seq, d, op, check, r.prep, &r);
+    if (n == -ECANCELED || n == -EINTR) {
+      direct = false;
+      continue;
+    }
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
+      detail::wait(pd, seq, d, op, 0);
+      direct = true;
+      continue;
+    }
+    if (n >= 0) {
+      if (static_cast<std::size_t>(n) >= r.full) more.store(true, std::memory_order_relaxed);
+      rt::spend_budget();
+    }
+    return n;
+  }
+}
+
+#ifdef WEFT_IO_URING
+void prep_recv(io_uring_sqe* sqe, void* c) {
+  auto* r = static_cast<RingOp*>(c);
+  io_uring_prep_recv(sqe, r->fd, r->buf, r->len, 0);
+}
+void prep_send(io_uring_sqe* sqe, void* c) {
+  auto* r = static_cast<RingOp*>(c);
+  io_uring_prep_send(sqe, r->fd, r->buf, r->len, platform::kSendFlags);
+}
+void prep_accept(io_uring_sqe* sqe, void* c) {
+  auto* r = static_cast<RingOp*>(c);
+  io_uring_prep_accept(sqe, r->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+void prep_recvmsg(io_uring_sqe* sqe, void* c) {
+  auto* r = static_cast<RingOp*>(c);
+  io_uring_prep_recvmsg(sqe, r->fd, r->msg, 0);
+}
+#else
+constexpr detail::UringPrep prep_recv = nullptr, prep_send = nullptr, prep_accept = nullptr, prep_recvmsg = nullptr;
+#endif
+
+// io_loop, or ring_loop on an io_uring runtime.
+template <class Sys>
+long io_op(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys&& sys, RingOp r) {
+  if (detail::current_ring()) {
+    rt::cancellation_point();
+    return ring_loop(pd, seq, d, op, sys, r);
+  }
+  return io_loop(pd, seq, d, op, sys);
 }
 
 // As io_loop, but never parks: nullopt on EAGAIN.
@@ -306,14 +393,16 @@ void TcpStream::wait_writable() {
 }
 
 std::size_t TcpStream::read(std::span<char> buf) {
-  long n = io_loop(desc("read"), seq_, Dir::Read, "read", [&] { return ::recv(fd_, buf.data(), buf.size(), 0); });
+  long n = io_op(desc("read"), seq_, Dir::Read, "read", [&] { return ::recv(fd_, buf.data(), buf.size(), 0); },
+                 {.prep = prep_recv, .fd = fd_, .buf = buf.data(), .len = buf.size(), .full = buf.size()});
   if (n < 0) throw_errno(static_cast<int>(-n), "read");
   return static_cast<std::size_t>(n);
 }
 
 std::size_t TcpStream::write(std::span<const char> buf) {
-  long n = io_loop(desc("write"), seq_, Dir::Write, "write",
-                   [&] { return ::send(fd_, buf.data(), buf.size(), platform::kSendFlags); });
+  long n = io_op(desc("write"), seq_, Dir::Write, "write",
+                 [&] { return ::send(fd_, buf.data(), buf.size(), platform::kSendFlags); },
+                 {.prep = prep_send, .fd = fd_, .buf = const_cast<char*>(buf.data()), .len = buf.size(), .first = true});
   if (n < 0) throw_errno(static_cast<int>(-n), "write");
   return static_cast<std::size_t>(n);
 }
@@ -372,8 +461,8 @@ TcpStream TcpListener::accept() {
   detail::PollDesc* pd = desc("accept");
   auto backoff = std::chrono::milliseconds(5);
   for (;;) {
-    long fd = io_loop(pd, seq_, Dir::Read, "accept",
-                      [&] { return platform::accept_socket(fd_); });
+    long fd = io_op(pd, seq_, Dir::Read, "accept", [&] { return platform::accept_socket(fd_); },
+                    {.prep = prep_accept, .fd = fd_, .full = 0});
     if (fd >= 0) {
       TcpStream s(static_cast<int>(fd));
       s.set_nodelay(true);
@@ -431,10 +520,19 @@ std::size_t UdpSocket::send_to(std::span<const char> buf, std::string_view addr)
 std::size_t UdpSocket::recv_from(std::span<char> buf, std::string* from) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  long n = io_loop(desc("recv_from"), seq_, Dir::Read, "recv_from", [&] {
-    len = sizeof ss;
-    return ::recvfrom(fd_, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
-  });
+  iovec iov{buf.data(), buf.size()};
+  msghdr msg{};
+  msg.msg_name = &ss;
+  msg.msg_namelen = sizeof ss;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  long n = io_op(
+      desc("recv_from"), seq_, Dir::Read, "recv_from",
+      [&] {
+        len = sizeof ss;
+        return ::recvfrom(fd_, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
+      },
+      {.prep = prep_recvmsg, .fd = fd_, .msg = &msg});
   if (n < 0) throw_errno(static_cast<int>(-n), "recv_from");
   if (from) *from = detail::format(reinterpret_cast<sockaddr*>(&ss));
   return static_cast<std::size_t>(n);

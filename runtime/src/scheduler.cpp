@@ -174,7 +174,7 @@ Fiber* steal(Worker* w) noexcept {
     // sockets are not starved while no worker is idle to block in the poller.
     if (IdlePoller* p = r.poller.load(std::memory_order_acquire)) {
       std::int64_t now = to_ns(Clock::now());
-      if (now - r.last_poll_ns.load(std::memory_order_relaxed) > kBusyPollNs &&
+      if ((now - r.last_poll_ns.load(std::memory_order_relaxed) > kBusyPollNs || p->has_pending()) &&
           !r.poller_busy.exchange(true, std::memory_order_acquire)) {
         r.last_poll_ns.store(now, std::memory_order_relaxed);
         r.polls.fetch_add(1, std::memory_order_relaxed);
@@ -394,8 +394,27 @@ static unsigned default_workers() {
   return n ? n : 1;
 }
 
+// Options::poller resolved: Default takes $WEFT_POLLER, else epoll.
+static Options::Poller resolve_poller(Options::Poller p) {
+  if (p != Options::Poller::Default) return p;
+  const char* e = std::getenv("WEFT_POLLER");
+  if (!e || !*e || std::strcmp(e, "epoll") == 0) return Options::Poller::Epoll;
+  if (std::strcmp(e, "io_uring") == 0) return Options::Poller::IoUring;
+  throw std::invalid_argument(std::string("weft: WEFT_POLLER must be \"epoll\" or \"io_uring\", got \"") + e + "\"");
+}
+
+static Options resolved(Options o) {
+  o.poller = resolve_poller(o.poller);
+  return o;
+}
+
+bool io_uring_requested() noexcept {
+  Worker* w = current_worker();
+  return w && w->rt->opts.poller == Options::Poller::IoUring;
+}
+
 Runtime::Runtime(const Options& o)
-    : opts(o),
+    : opts(resolved(o)),
       nworkers(o.workers ? o.workers : default_workers()),
       arena(o.stack_size ? o.stack_size : kDefaultStack) {
   if (nworkers > 1024) throw std::invalid_argument("weft: Options::workers must be at most 1024");

@@ -143,7 +143,7 @@ void pwait2_fallback_child() {
         TcpListener::listen("127.0.0.1:0");                               // installs the netpoller
         for (int i = 0; i < 20; i++) weft::this_fiber::sleep_for(2ms);  // idle, timed polls
       },
-      {.workers = 1});
+      {.workers = 1, .poller = weft::Options::Poller::Epoll});
   // The old code called epoll_pwait2 once per timed poll (20 here unless
   // the machine is very loaded; 2 or more in any case).
   int pw = g_pwait2_calls.load(), w = g_wait_calls.load();
@@ -254,7 +254,7 @@ void poller_error_child() {
         g_wait_fails = -1;
         weft::this_fiber::sleep_for(5ms);  // the idle worker polls
       },
-      {.workers = 1});
+      {.workers = 1, .poller = weft::Options::Poller::Epoll});
 }
 
 #ifdef WEFT_LIBKQUEUE
@@ -289,7 +289,7 @@ TEST(NetSys, PollerEintrIsRetried) {
         EXPECT_EQ(std::string(b, 2), "ok");
         g_wait_fails = 0;
       },
-      {.workers = 1});
+      {.workers = 1, .poller = weft::Options::Poller::Epoll});
 }
 
 // Found by reading, proved: connect() retried itself after EINTR; the

@@ -342,6 +342,10 @@ class IdlePoller {
   virtual void poll(Clock::time_point deadline) = 0;
   // Makes a concurrent or next poll() return promptly. Any thread.
   virtual void wake() noexcept = 0;
+  // True when the poller holds work only a poll() hands to the kernel (a
+  // completion-based poller's queued submissions): busy workers then poll
+  // at their next periodic check rather than after the busy-poll interval.
+  virtual bool has_pending() const noexcept { return false; }
 };
 
 // Returns the current runtime's idle poller, creating it with make() the
@@ -350,6 +354,9 @@ class IdlePoller {
 IdlePoller* install_idle_poller(IdlePoller* (*make)());
 // The current runtime's idle poller, or nullptr (none yet, or off-runtime).
 IdlePoller* current_idle_poller() noexcept;
+// The poller the current runtime was asked for (Options::poller, resolved
+// with $WEFT_POLLER when Default): true for io_uring. Call on a fiber.
+bool io_uring_requested() noexcept;
 
 }  // namespace rt
 }  // namespace weft

@@ -56,6 +56,13 @@ struct Options {
   enum class OnDeadlock : std::uint8_t { Throw, Abort } on_deadlock = OnDeadlock::Throw;
   // Print the fiber dump (weft::dump) on stderr when the process gets SIGQUIT.
   bool dump_on_sigquit = false;
+  // The netpoller's kernel interface (Linux): Default reads $WEFT_POLLER
+  // ("epoll" or "io_uring"), else epoll. IoUring needs a build with
+  // liburing (meson -Dio_uring); where io_uring is unavailable (no support
+  // built, kernel.io_uring_disabled, seccomp, an old kernel) the runtime
+  // falls back to epoll and says so in one line on stderr. Other systems
+  // have one poller (kqueue) and ignore the choice.
+  enum class Poller : std::uint8_t { Default, Epoll, IoUring } poller = Poller::Default;
 };
 
 // Thrown by run() when every fiber was parked with nothing able to wake them.

@@ -1,0 +1,131 @@
+// uring.cpp: the ring's setup, submission and wait (uring.hpp states the
+// invariants and the memory-ordering argument).
+#include "uring.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+namespace weft::net::detail {
+
+namespace {
+// SQ entries: a poll submits at most this many at once (more are submitted
+// as the SQ fills). CQ entries: completions a burst can post before a poll
+// reaps them; the kernel keeps overflow (IORING_FEAT_NODROP), so this only
+// sizes the fast path. 16 bytes each.
+constexpr unsigned kSqEntries = 1024;
+constexpr unsigned kCqEntries = 16384;
+
+// The wake read's buffer. Never freed: at teardown the kernel cancels the
+// read asynchronously after the ring's descriptor is closed.
+std::uint64_t g_wake_sink;
+}  // namespace
+
+std::unique_ptr<Ring> Ring::create(std::string* why) {
+  std::unique_ptr<Ring> r(new Ring);
+  io_uring_params p{};
+  p.flags = IORING_SETUP_CQSIZE;
+  p.cq_entries = kCqEntries;
+  int e = io_uring_queue_init_params(kSqEntries, &r->ring_, &p);
+  if (e < 0) {
+    *why = std::string("io_uring_setup: ") + std::strerror(-e);
+    return nullptr;
+  }
+  // Timeouts on the wait without an SQE (5.11), no dropped completions
+  // (5.5): everything older lacks something relied on here.
+  constexpr unsigned kNeeded = IORING_FEAT_EXT_ARG | IORING_FEAT_NODROP;
+  if ((p.features & kNeeded) != kNeeded) {
+    io_uring_queue_exit(&r->ring_);
+    *why = "the kernel's io_uring lacks IORING_FEAT_EXT_ARG or IORING_FEAT_NODROP (Linux 5.11 or later)";
+    return nullptr;
+  }
+  r->wakefd_ = eventfd(0, EFD_CLOEXEC);
+  if (r->wakefd_ < 0) {
+    e = errno;
+    io_uring_queue_exit(&r->ring_);
+    throw std::system_error(e, std::system_category(), "weft: eventfd");
+  }
+  r->arm_wake();
+  return r;
+}
+
+Ring::~Ring() {
+  io_uring_queue_exit(&ring_);
+  ::close(wakefd_);
+}
+
+io_uring_sqe* Ring::next_sqe() {
+  for (;;) {
+    if (io_uring_sqe* s = io_uring_get_sqe(&ring_)) return s;
+    // Full: hand the queue to the kernel (it copies SQEs at submission).
+    unsigned n = flush();
+    int r = enter(n, 0, Clock::time_point::min());
+    if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+      throw std::system_error(-r, std::system_category(), "weft: io_uring_enter (submit)");
+  }
+}
+
+unsigned Ring::flush() noexcept {
+  io_uring_sq* sq = &ring_.sq;
+  unsigned tail = sq->sqe_tail;
+  if (sq->sqe_head != tail) {
+    sq->sqe_head = tail;
+    io_uring_smp_store_release(sq->ktail, tail);
+  }
+  pending_.store(false, std::memory_order_relaxed);
+  return tail - io_uring_smp_load_acquire(sq->khead);
+}
+
+int Ring::enter(unsigned submit, unsigned wait, Clock::time_point deadline) noexcept {
+  unsigned flags = 0;
+  io_uring_getevents_arg arg{};
+  __kernel_timespec ts{};
+  if (wait > 0) {
+    flags |= IORING_ENTER_GETEVENTS;
+    if (deadline != Clock::time_point::max()) {
+      auto now = Clock::now();
+      if (deadline > now) {
+        auto d = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
+        ts.tv_sec = d / 1'000'000'000;
+        ts.tv_nsec = d % 1'000'000'000;
+      }
+      arg.ts = reinterpret_cast<std::uint64_t>(&ts);
+      flags |= IORING_ENTER_EXT_ARG;
+    }
+  }
+  enters_.fetch_add(1, std::memory_order_relaxed);
+  int r = (flags & IORING_ENTER_EXT_ARG)
+              ? io_uring_enter2(ring_.ring_fd, submit, wait, flags, reinterpret_cast<sigset_t*>(&arg), sizeof arg)
+              : io_uring_enter(ring_.ring_fd, submit, wait, flags, nullptr);
+  return r;  // liburing's wrappers return -errno
+}
+
+void Ring::cancel(std::uint64_t target) {
+  queue(kIgnore, [&](io_uring_sqe* s) { io_uring_prep_cancel64(s, target, 0); });
+}
+
+void Ring::kick() noexcept {
+  if (!waiting_.load(std::memory_order_seq_cst)) return;
+  unsigned n;
+  {
+    std::lock_guard<weft::detail::SpinLock> g(sq_lock_);
+    n = flush();
+  }
+  if (n > 0) (void)enter(n, 0, Clock::time_point::min());
+}
+
+void Ring::arm_wake() {
+  queue(kWake, [&](io_uring_sqe* s) { io_uring_prep_read(s, wakefd_, &g_wake_sink, sizeof g_wake_sink, 0); });
+}
+
+void Ring::wake() noexcept {
+  if (wake_pending_.exchange(true, std::memory_order_seq_cst)) return;
+  std::uint64_t one = 1;
+  ssize_t r = ::write(wakefd_, &one, sizeof one);
+  (void)r;
+}
+
+}  // namespace weft::net::detail

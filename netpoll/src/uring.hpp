@@ -1,0 +1,145 @@
+// uring.hpp: the io_uring ring of one runtime (Linux, built with liburing:
+// meson -Dio_uring; chosen per runtime by Options::poller / $WEFT_POLLER).
+//
+// Completion-based I/O: a fiber that would block puts one submission (SQE)
+// on the ring carrying its waiter record (pollfd.hpp, IoWaiter, on its own
+// stack) and parks; the completion (CQE) carries the system call's result
+// back and wakes it. The fiber's stack does not move while it is parked, so
+// the buffer it passed stays valid until the kernel is done with it, and the
+// fiber never leaves before its completion arrived (pollfd.cpp, uring_wait).
+//
+// One ring per runtime, as the runtime has one poller: any worker's fiber
+// queues submissions (under sq_lock_); the worker that polls (one at a
+// time, the runtime serialises polls) hands everything queued since the
+// last poll to the kernel and collects completions in one io_uring_enter.
+// A defended alternative to one ring per worker: the runtime already
+// elects one poller at a time, a fiber resumes on any worker anyway, and a
+// per-worker ring would need its idle owner's wait to be interruptible by
+// every other worker's submissions.
+//
+// Invariants and ordering:
+// - The SQ (liburing's sqe_tail/sqe_head and the kernel's tail) is touched
+//   only under sq_lock_: get_sqe + prep in queue(), the tail's publication
+//   in flush(). io_uring_enter runs outside the lock; concurrent enters are
+//   serialised by the kernel, which consumes what was published, whatever
+//   to_submit says (an upper bound).
+// - The CQ is read only by the one polling thread (poller_busy in the
+//   runtime), so head/tail need liburing's acquire/release only.
+// - A submission must not wait for a poll that will not come: a worker
+//   blocked in the ring's wait (waiting_) would sleep through it. The
+//   queuer stores its SQE (under the lock), then loads waiting_ (seq_cst);
+//   the poller stores waiting_ (seq_cst), then flushes under the lock. In
+//   either order one side sees the other: the queuer submits itself (kick)
+//   or the poller's flush carries the SQE into its wait.
+// - wake(): an eventfd the ring always has a read queued on; wakes coalesce
+//   through wake_pending_ as in epoll.cpp.
+// Lock order: PollDesc::lock -> sq_lock_ (a waiter queues its SQE with its
+// descriptor's lock held, so that close and deadline cancels, queued under
+// the same lock, always follow the operation they cancel in the SQ).
+#pragma once
+
+#include <liburing.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <weft/park.hpp>
+#include <weft/sync.hpp>
+
+namespace weft::net::detail {
+
+class Ring {
+ public:
+  // user_data of completions that carry no waiter.
+  static constexpr std::uint64_t kIgnore = 0;
+  static constexpr std::uint64_t kWake = 1;
+
+  // A ring, or nullptr with *why set when the kernel refuses one (ENOSYS,
+  // EPERM under seccomp or kernel.io_uring_disabled, missing features).
+  static std::unique_ptr<Ring> create(std::string* why);
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // Queues one SQE: prep(sqe) fills it, user_data is set after. Never
+  // fails: a full SQ is submitted first. Any thread.
+  template <class Prep>
+  void queue(std::uint64_t user_data, Prep&& prep) {
+    std::lock_guard<weft::detail::SpinLock> g(sq_lock_);
+    io_uring_sqe* sqe = next_sqe();
+    prep(sqe);
+    io_uring_sqe_set_data64(sqe, user_data);
+    pending_.store(true, std::memory_order_relaxed);
+  }
+  // Queues the cancellation of the operation whose user_data is target.
+  void cancel(std::uint64_t target);
+  // After queueing, with no lock held: submits now if a worker is blocked
+  // in the ring's wait (see above), else leaves it to the next poll.
+  void kick() noexcept;
+
+  // Submits what is queued and waits until `deadline` (min(): not at all)
+  // for completions; calls on_cqe(user_data, res) for each. Returns their
+  // number. Only the runtime's polling thread calls it.
+  template <class OnCqe>
+  int poll(Clock::time_point deadline, OnCqe&& on_cqe);
+  void wake() noexcept;
+  bool has_pending() const noexcept { return pending_.load(std::memory_order_relaxed); }
+
+  // Counters for stats and benchmarks: io_uring_enter calls made.
+  std::uint64_t enters() const noexcept { return enters_.load(std::memory_order_relaxed); }
+
+ private:
+  Ring() = default;
+  io_uring_sqe* next_sqe();           // under sq_lock_
+  unsigned flush() noexcept;          // under sq_lock_: publishes the SQ tail, returns SQEs unsubmitted
+  int enter(unsigned submit, unsigned wait, Clock::time_point deadline) noexcept;  // -errno on failure
+  void arm_wake();                    // queues the read on the wake eventfd
+
+  io_uring ring_{};
+  weft::detail::SpinLock sq_lock_;
+  std::atomic<bool> pending_{false};  // SQEs queued since the last flush (a hint)
+  std::atomic<bool> waiting_{false};  // a poller is (about to be) blocked in enter
+  std::atomic<bool> wake_pending_{false};
+  std::atomic<std::uint64_t> enters_{0};
+  int wakefd_ = -1;
+};
+
+template <class OnCqe>
+int Ring::poll(Clock::time_point deadline, OnCqe&& on_cqe) {
+  bool block = deadline != Clock::time_point::min();
+  if (block) waiting_.store(true, std::memory_order_seq_cst);
+  unsigned submit;
+  {
+    std::lock_guard<weft::detail::SpinLock> g(sq_lock_);
+    submit = flush();
+  }
+  if (block && io_uring_cq_ready(&ring_) > 0) block = false;
+  if (submit > 0 || block) {
+    int r = enter(submit, block ? 1 : 0, deadline);
+    (void)r;  // -ETIME, -EINTR: nothing arrived; -EBUSY: the CQ overflowed, reaped below
+  }
+  if (block) waiting_.store(false, std::memory_order_relaxed);
+  int n = 0;
+  unsigned head;
+  io_uring_cqe* cqe;
+  bool rearm = false;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    n++;
+    std::uint64_t ud = io_uring_cqe_get_data64(cqe);
+    if (ud == kWake) {
+      // The read consumed the eventfd's count: clear the flag, then queue
+      // the next read (epoll.cpp explains the order).
+      wake_pending_.store(false, std::memory_order_seq_cst);
+      rearm = true;
+    } else if (ud != kIgnore) {
+      on_cqe(ud, cqe->res);
+    }
+  }
+  io_uring_cq_advance(&ring_, static_cast<unsigned>(n));
+  if (rearm) arm_wake();
+  return n;
+}
+
+}  // namespace weft::net::detail

@@ -1,0 +1,203 @@
+// uring_test.cpp: choosing the io_uring poller, falling back to epoll, and
+// the completion model's own promises (built only with liburing). The
+// netpoll suites themselves run again with WEFT_POLLER=io_uring (meson
+// tests *-uring).
+#include <gtest/gtest.h>
+
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "net_util.hpp"
+
+using namespace std::chrono_literals;
+using weft::Clock;
+using weft::Options;
+using weft::net::TcpListener;
+using weft::net::TcpStream;
+
+namespace {
+
+// What the runtime's poller descriptor is: "anon_inode:[io_uring]" or
+// "anon_inode:[eventpoll]" among the process's descriptors.
+bool has_fd_of(const char* what) {
+  bool found = false;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(d)) {
+      char path[300], target[128];
+      std::snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+      ssize_t n = ::readlink(path, target, sizeof target - 1);
+      if (n > 0 && std::string(target, static_cast<std::size_t>(n)) == what) found = true;
+    }
+    ::closedir(d);
+  }
+  return found;
+}
+
+// One round trip on loopback: the poller works.
+void echo_once() {
+  auto ln = TcpListener::listen("127.0.0.1:0");
+  auto h = weft::go([&] {
+    auto s = ln.accept();
+    char b[5];
+    std::size_t n = 0;
+    while (n < 5) n += s.read({b + n, 5 - n});
+    s.write_all({b, 5});
+  });
+  auto c = TcpStream::connect(ln.local_addr());
+  c.write_all("hello");
+  char b[5];
+  std::size_t n = 0;
+  while (n < 5) n += c.read({b + n, 5 - n});
+  EXPECT_EQ(std::string(b, 5), "hello");
+  h.join();
+}
+
+TEST(Uring, OptionsChooseThePoller) {
+  weft::run(
+      [] {
+        echo_once();
+        EXPECT_TRUE(has_fd_of("anon_inode:[io_uring]"));
+        EXPECT_FALSE(has_fd_of("anon_inode:[eventpoll]"));
+      },
+      {.workers = 2, .poller = Options::Poller::IoUring});
+  weft::run(
+      [] {
+        echo_once();
+        EXPECT_TRUE(has_fd_of("anon_inode:[eventpoll]"));
+        EXPECT_FALSE(has_fd_of("anon_inode:[io_uring]"));
+      },
+      {.workers = 2, .poller = Options::Poller::Epoll});
+}
+
+TEST(Uring, BadEnvironmentValueIsAClearError) {
+  const char* old = std::getenv("WEFT_POLLER");
+  std::string saved = old ? old : "";
+  ::setenv("WEFT_POLLER", "iouring", 1);
+  try {
+    weft::run([] {});
+    ADD_FAILURE() << "WEFT_POLLER=iouring accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("WEFT_POLLER must be \"epoll\" or \"io_uring\", got \"iouring\""),
+              std::string::npos)
+        << e.what();
+  }
+  if (old) ::setenv("WEFT_POLLER", saved.c_str(), 1); else ::unsetenv("WEFT_POLLER");
+}
+
+// As a container's seccomp profile does: io_uring_setup fails with EPERM.
+// The runtime falls back to epoll with one line on stderr and works.
+void seccomp_child() {
+  sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof f / sizeof f[0]), f};
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+    std::fprintf(stderr, "seccomp: %s\n", std::strerror(errno));
+    std::_Exit(2);
+  }
+  bool epoll = false;
+  weft::run(
+      [&] {
+        echo_once();
+        epoll = has_fd_of("anon_inode:[eventpoll]");
+      },
+      {.workers = 2, .poller = Options::Poller::IoUring});
+  std::fprintf(stderr, "echo done\n");
+  std::_Exit(epoll && !::testing::Test::HasFailure() ? 0 : 1);
+}
+
+TEST(UringDeath, UnavailableFallsBackToEpollWithOneLine) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(seccomp_child(), ::testing::ExitedWithCode(0),
+              "weft: io_uring unavailable \\(io_uring_setup: Operation not permitted\\): using epoll\n(.|\n)*echo done");
+}
+
+class Completion : public ::testing::TestWithParam<Options::Poller> {};
+
+// A read that timed out returned only after its operation was withdrawn:
+// nothing the peer sends afterwards lands in its buffer, and nothing is
+// lost: the next read gets it. The interleaving: the reader's operation is
+// in flight (io_uring) or it is parked for readiness (epoll); the deadline
+// fires; the read throws Timeout; only then does the peer write. On a
+// ring, a cancellation that the kernel had not yet carried out when the
+// call returned would let that write land in the old buffer (checked by
+// its guard bytes) and vanish from the stream (checked by the next read).
+TEST_P(Completion, TimedOutReadLeavesNoLateWriteAndLosesNothing) {
+  const int rounds = net_test::scaled(200, 20);
+  weft::run(
+      [rounds] {
+        auto ln = TcpListener::listen("127.0.0.1:0");
+        auto c = TcpStream::connect(ln.local_addr());
+        auto s = ln.accept();
+        for (int i = 0; i < rounds; i++) {
+          char buf[8];
+          std::memset(buf, '#', sizeof buf);
+          s.set_read_deadline(Clock::now() + 200us);
+          try {
+            std::size_t n = s.read(buf);
+            FAIL() << "round " << i << ": read " << n << " bytes nobody sent";
+          } catch (const weft::Timeout&) {
+          }
+          char want = static_cast<char>('a' + i % 26);
+          c.write_all({&want, 1});
+          weft::this_fiber::sleep_for(50us);  // time for a late completion to land
+          EXPECT_EQ(std::string(buf, sizeof buf), std::string(sizeof buf, '#')) << "round " << i;
+          s.set_read_deadline(Clock::now() + 5s);
+          char got = 0;
+          ASSERT_EQ(s.read({&got, 1}), 1u) << "round " << i;
+          ASSERT_EQ(got, want) << "round " << i;
+        }
+      },
+      {.workers = 2, .poller = GetParam()});
+}
+
+// A socket closed by another fiber while a read is in flight: the reader
+// throws SocketClosed, and the descriptor number is not reused while the
+// kernel may still touch it (the read's bracket holds the close).
+TEST_P(Completion, CloseWithReadsInFlightWakesEveryReader) {
+  weft::run(
+      [] {
+        auto ln = TcpListener::listen("127.0.0.1:0");
+        auto c = TcpStream::connect(ln.local_addr());
+        auto s = ln.accept();
+        weft::WaitGroup wg;
+        std::atomic<int> closed{0};
+        for (int i = 0; i < 4; i++) {
+          wg.add(1);
+          weft::go([&] {
+            char b[16];
+            try {
+              (void)s.read(b);
+            } catch (const weft::net::SocketClosed&) {
+              closed++;
+            }
+            wg.done();
+          });
+        }
+        weft::this_fiber::sleep_for(5ms);  // all four parked (ring: in flight)
+        s.close();
+        wg.wait();
+        EXPECT_EQ(closed.load(), 4);
+      },
+      {.workers = 2, .poller = GetParam()});
+}
+
+INSTANTIATE_TEST_SUITE_P(Pollers, Completion, ::testing::Values(Options::Poller::Epoll, Options::Poller::IoUring),
+                         [](const auto& info) { return info.param == Options::Poller::Epoll ? "epoll" : "io_uring"; });
+
+}  // namespace
