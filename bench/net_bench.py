@@ -129,7 +129,7 @@ def build_loadgen(tmp):
     return exe
 
 
-def run_echo(loadgen, argv_of, conns, seconds, size=64):
+def run_echo(loadgen, argv_of, conns, seconds, size=64, syscalls=False):
     """One loadgen run of `seconds` against a fresh server (argv_of(port)).
     Returns cpu_us (server CPU per round trip), rps, p50, p99, p999 (us),
     errors, cores (server CPU time / wall time) and threads (the server's
@@ -137,7 +137,11 @@ def run_echo(loadgen, argv_of, conns, seconds, size=64):
     answers nothing (rps 0); the timeout is a guard against a wedged loadgen."""
     port = free_port()
     srv = Server(argv_of(port), port)
+    perf = None
     try:
+        if syscalls:  # the server's system calls during the run (all its threads), by PID
+            perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p",
+                                     str(srv.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         c0 = cpu_seconds(srv.proc.pid)
         out = subprocess.run([loadgen, "--addr", f"127.0.0.1:{port}", "--conns", str(conns), "--seconds",
                               str(seconds), "--size", str(size)], check=True, capture_output=True, text=True,
@@ -147,11 +151,21 @@ def run_echo(loadgen, argv_of, conns, seconds, size=64):
             raise RuntimeError(f"server died during the run{died}")
         c1 = cpu_seconds(srv.proc.pid)
         nthreads = threads(srv.proc.pid)
+        nsys = None
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            err = perf.communicate(timeout=10)[1]
+            perf = None
+            nsys = next(int(l.split(",")[0]) for l in err.splitlines() if "raw_syscalls:sys_enter" in l)
     finally:
+        if perf:
+            perf.kill()
+            perf.wait()
         srv.stop()
     kv = dict(x.split("=") for x in out.split()[1:])
     rps = float(kv["rps"])
     return {"cpu_us": (c1 - c0) * 1e6 / max(1.0, rps * seconds), "rps": rps, "p50": float(kv["p50_us"]),
+            "sys_rt": nsys / max(1.0, rps * seconds) if nsys is not None else float("nan"),
             "p99": float(kv["p99_us"]), "p999": float(kv["p999_us"]), "errors": int(kv["errors"]),
             "cores": (c1 - c0) / seconds, "threads": nthreads}
 
@@ -289,7 +303,14 @@ def main():
     ap.add_argument("--hog-workers", type=int, default=2, help="hogs: weft --workers / Go GOMAXPROCS, and hogs")
     ap.add_argument("--hog-conns", type=int, default=50, help="hogs: loadgen connections")
     ap.add_argument("--kqueue-build", default="", help="echo/http: also weft built with -Dpoller=kqueue from this dir")
+    ap.add_argument("--uring", action="store_true", help="echo/http/memory: also weft with WEFT_POLLER=io_uring")
+    ap.add_argument("--syscalls", action="store_true", help="echo: count the servers' system calls (perf stat)")
+    ap.add_argument("--conns", default="100,1000", help="echo/http: connection counts")
     a = ap.parse_args()
+    conn_list = [int(c) for c in a.conns.split(",")]
+
+    def uring(argv_of):  # the same server on an io_uring runtime (env execs it: same PID)
+        return lambda p: ["env", "WEFT_POLLER=io_uring"] + argv_of(p)
     kq = a.kqueue_build
     tmp = tempfile.mkdtemp(prefix="weft-netbench-")
     atexit.register(shutil.rmtree, tmp, True)
@@ -303,25 +324,30 @@ def main():
 
     if a.only in ("", "echo"):
         print("\n### echo: 64-byte round trips, loadgen on loopback, medians of", a.reps)
-        print("| server | conns | server CPU us/rt | round trips/s | p99 us | errors |")
-        print("|---|---|---|---|---|---|")
+        print("| server | conns | server CPU us/rt | round trips/s | p99 us | errors | syscalls/rt |")
+        print("|---|---|---|---|---|---|---|")
         srvs = servers_echo(a.build, gobin, reactor)
+        if a.uring:
+            for w in ("1", "2"):
+                srvs[f"weft-uring w={w}"] = uring(srvs[f"weft w={w}"])
         if kq:
             for w in ("1", "2"):
                 srvs[f"weft-kqueue w={w}"] = (lambda w: lambda p: [f"{kq}/examples/echo_server", "--listen",
                                                                      f"127.0.0.1:{p}", "--workers", w])(w)
-        for conns in (100, 1000):
+        for conns in conn_list:
             results = {name: [] for name in srvs}
             for _ in range(a.reps):
                 for name, argv_of in srvs.items():  # interleaved: same noise for all
-                    results[name].append(run_echo(loadgen, argv_of, conns, a.seconds))
+                    results[name].append(run_echo(loadgen, argv_of, conns, a.seconds, syscalls=a.syscalls))
             for name, rs in results.items():
                 print(f"| {name} | {conns} | {med([r['cpu_us'] for r in rs]):.2f} | {med([r['rps'] for r in rs]):.0f} | "
-                      f"{med([r['p99'] for r in rs]):.0f} | {sum(r['errors'] for r in rs)} |")
+                      f"{med([r['p99'] for r in rs]):.0f} | {sum(r['errors'] for r in rs)} | {med([r['sys_rt'] for r in rs]):.2f} |")
             for w in ("1", "2"):
+                for kind in ["weft"] + (["weft-uring"] if a.uring else []):
+                    wc = med([r["cpu_us"] for r in results[f"{kind} w={w}"]])
+                    print(f"| ratio w={w} | {conns} | {kind}/reactor {wc / med([r['cpu_us'] for r in results[f'reactor t={w}']]):.3f}, "
+                          f"{kind}/Go {wc / med([r['cpu_us'] for r in results[f'go P={w}']]):.3f} | | | | |")
                 wc = med([r["cpu_us"] for r in results[f"weft w={w}"]])
-                print(f"| ratio w={w} | {conns} | weft/reactor {wc / med([r['cpu_us'] for r in results[f'reactor t={w}']]):.3f}, "
-                      f"weft/Go {wc / med([r['cpu_us'] for r in results[f'go P={w}']]):.3f} | | | |")
                 if kq:
                     k = results[f"weft-kqueue w={w}"]
                     e = results[f"weft w={w}"]
@@ -343,17 +369,23 @@ def main():
                 "go P=2": lambda p: [gobin, "-mode", "http", "-listen", f"127.0.0.1:{p}", "-procs", "2"],
                 "nginx 1 worker": lambda p: ["nginx"],
             }
+            if a.uring:
+                for w in ("1", "2"):
+                    srvs[f"weft-uring w={w}"] = uring(srvs[f"weft w={w}"])
             if kq:
                 for w in ("1", "2"):
                     srvs[f"weft-kqueue w={w}"] = (lambda w: lambda p: [f"{kq}/examples/http_hello", "--listen",
                                                                          f"127.0.0.1:{p}", "--workers", w])(w)
-            for conns in (100, 1000):
+            for conns in conn_list:
                 results = {name: [] for name in srvs}
                 for _ in range(a.reps):
                     for name, argv_of in srvs.items():
                         results[name].append(run_http(argv_of, conns, a.seconds, tmp))
                 for name, rs in results.items():
                     print(f"| {name} | {conns} | {med([r['rps'] for r in rs]):.0f} | {med([r['p99'] for r in rs]):.0f} |")
+                ng = med([r["rps"] for r in results["nginx 1 worker"]])
+                for name in [n for n in srvs if n.startswith("weft")]:
+                    print(f"| {name}/nginx | {conns} | {med([r['rps'] for r in results[name]]) / ng:.3f} | |")
                 if kq:
                     for w in ("1", "2"):
                         k, e = results[f"weft-kqueue w={w}"], results[f"weft w={w}"]
@@ -366,7 +398,8 @@ def main():
         print(f"\n### memory: server RSS per idle connection at {n} connections")
         print("| server | bytes per connection |")
         print("|---|---|")
-        for name, argv_of in [("weft w=2", lambda p: [f"{a.build}/examples/echo_server", "--listen", f"127.0.0.1:{p}", "--workers", "2"]),
+        weft2 = lambda p: [f"{a.build}/examples/echo_server", "--listen", f"127.0.0.1:{p}", "--workers", "2"]
+        for name, argv_of in [("weft w=2", weft2)] + ([("weft-uring w=2", uring(weft2))] if a.uring else []) + [
                               ("go P=2", lambda p: [gobin, "-mode", "echo", "-listen", f"127.0.0.1:{p}", "-procs", "2"])]:
             print(f"| {name} | {med([idle_memory(argv_of, n) for _ in range(a.reps)]):.0f} |")
             sys.stdout.flush()

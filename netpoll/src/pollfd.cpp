@@ -467,7 +467,7 @@ long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check ch
   ring->queue(reinterpret_cast<std::uint64_t>(&w), [&](io_uring_sqe* sqe) { prep(sqe, ctx); });
   g.unlock();
   ring->kick();
-  bool cancelled = false;
+  bool cancelled = false, unwinding = false;
   std::optional<CancelShield> shield;
   for (;;) {
     WEFT_CHAOS_POINT();  // a completion before the switch-out
@@ -476,8 +476,17 @@ long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check ch
     if (w.done) break;
     // Not completed, so the runtime's Cancel woke us (only the completion
     // sets done). The kernel may still write into the caller's buffer:
-    // withdraw the operation and wait, shielded, for its completion.
-    if (r == WakeReason::Cancel) cancelled = true;
+    // withdraw the operation and wait for its completion, uncancellable:
+    // shielded from further cancels, or at shutdown (where park() cancels
+    // every park of a fiber not yet unwinding) marked unwinding, as the
+    // blocking pool's waiter does.
+    if (r == WakeReason::Cancel) {
+      cancelled = true;
+      if (!unwinding && rt::shutting_down()) {
+        unwinding = true;
+        rt::begin_unwinding();
+      }
+    }
     if (!w.cancelling) {
       w.cancelling = true;
       ring->cancel(reinterpret_cast<std::uint64_t>(&w));
@@ -491,8 +500,8 @@ long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check ch
   g.unlock();
   shield.reset();
   // Completed anyway (the data arrived first): the result stands and the
-  // fiber's next cancellation point throws.
-  if (cancelled && res == -ECANCELED) rt::throw_unwind();
+  // fiber's next cancellation point throws; at shutdown it unwinds now.
+  if (unwinding || (cancelled && res == -ECANCELED)) rt::throw_unwind();
   return res;
 }
 #else

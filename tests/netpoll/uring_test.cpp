@@ -197,6 +197,39 @@ TEST_P(Completion, CloseWithReadsInFlightWakesEveryReader) {
       {.workers = 2, .poller = GetParam()});
 }
 
+// main returns while a detached fiber's read is in flight (one worker, so
+// nobody else polls). Shutdown wakes the fiber with Cancel; on a ring it
+// must withdraw the read and wait for the completion before unwinding,
+// and that wait must itself be immune to shutdown's cancel: park() cancels
+// every park of a fiber not yet unwinding, so a reader that re-parked
+// without marking itself unwinding spun on its own cancel and the one
+// worker never polled for the completion it waited for (seen: run() never
+// returned).
+TEST_P(Completion, ShutdownUnwindsAFiberWithAReadInFlight) {
+  for (unsigned workers : {1u, 2u}) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    std::atomic<bool> unwound{false};
+    weft::run(
+        [&] {
+          weft::spawn([&] {
+            struct Mark {
+              std::atomic<bool>& u;
+              ~Mark() { u = true; }
+            } mark{unwound};
+            auto s = TcpStream::adopt(sv[0]);
+            char b[8];
+            (void)s.read(b);  // in flight until shutdown withdraws it
+            ADD_FAILURE() << "read returned with nothing sent";
+          });
+          weft::this_fiber::sleep_for(5ms);
+        },
+        {.workers = workers, .poller = GetParam()});
+    EXPECT_TRUE(unwound.load()) << workers << " workers";
+    ::close(sv[1]);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Pollers, Completion, ::testing::Values(Options::Poller::Epoll, Options::Poller::IoUring),
                          [](const auto& info) { return info.param == Options::Poller::Epoll ? "epoll" : "io_uring"; });
 
