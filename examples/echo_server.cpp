@@ -28,12 +28,17 @@ namespace {
 int main(int argc, char** argv) {
   ServerArgs args{"127.0.0.1:9000", 0};
   unsigned hogs = 0;
+  unsigned plain_read = 0;
   Flags flags("Echoes what each connection sends, one fiber per connection.\n");
   add_server_flags(flags, args);
   flags.number("--hogs", hogs,
                "also start N fibers that spin in a CPU-bound loop forever, never parking or yielding;\n"
                "a benchmark of echo latency while the workers are hogged",
                0, 1024);
+  flags.number("--plain-read", plain_read,
+               "1: each connection reads into a buffer it holds (read(), the straight-line style) instead\n"
+               "of waiting for readability holding none (an idle connection then costs one stack page)",
+               0, 1);
   flags.parse(argc, argv);
   try {
     return weft::run(
@@ -46,8 +51,13 @@ int main(int argc, char** argv) {
           // After listen: a client can connect even if the hogs starve this fiber.
           for (unsigned i = 0; i < hogs; i++) weft::spawn([i] { hog(i + 1); });
           for (;;) {
-            weft::spawn([c = ln.accept()]() mutable {
+            weft::spawn([c = ln.accept(), plain_read]() mutable {
               try {
+                if (plain_read) {
+                  char buf[4096];
+                  while (std::size_t n = c.read(buf)) c.write_all({buf, n});
+                  return;
+                }
                 for (;;) {
                   // Park with a shallow stack, and hold a buffer only while
                   // data flows: an idle connection costs one stack page.

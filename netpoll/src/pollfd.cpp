@@ -19,9 +19,11 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include <memory>
 #include <mutex>
@@ -184,7 +186,7 @@ class Netpoller final : public rt::IdlePoller {
 #ifdef WEFT_IO_URING
     if (ring_) {
       try {
-        ring_->poll(deadline, [](std::uint64_t ud, int res) { complete(ud, res); });
+        ring_->poll(deadline, [](std::uint64_t ud, int res, std::uint32_t flags) { complete(ud, res, flags); });
       } catch (const std::exception& e) {
         fatal(e);
       }
@@ -249,11 +251,12 @@ class Netpoller final : public rt::IdlePoller {
   // An io_uring completion: its waiter is still parked in uring_wait (it
   // leaves only once `done`, read under the same lock), so the record and
   // its descriptor are valid here.
-  static void complete(std::uint64_t ud, int res) noexcept {
+  static void complete(std::uint64_t ud, int res, std::uint32_t flags) noexcept {
     auto* w = reinterpret_cast<IoWaiter*>(ud);
     PollDesc* pd = w->pd;
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
     w->res = res;
+    w->cflags = flags;
     w->done = true;
     if (w->queued) remove(w->slot->ops, w);
     rt::unpark(w->parker, WakeReason::Event);
@@ -294,6 +297,16 @@ void on_deadline(void* a, void*, std::uint64_t seq) {
   wake_all(s, WakeReason::Timeout);
 }
 
+// Under pd->lock.
+void drop_stash(PollDesc* pd) noexcept {
+  std::free(pd->stash);
+  pd->stash = nullptr;
+  pd->stash_off = pd->stash_len = 0;
+  pd->stash_end = 0;
+  pd->drained = false;
+  pd->stashed.store(false, std::memory_order_relaxed);
+}
+
 // Runs once per incarnation (see pollfd.hpp), with no lock held.
 void final_close(PollDesc* pd) noexcept {
   // Closing a dup does not unregister it while the caller's fd refers to the
@@ -329,6 +342,8 @@ PollDesc* open_desc(int fd, std::uint32_t* seq_out, bool foreign) {
     pd->fd = fd;
     pd->foreign = foreign;
     pd->armed = false;
+    pd->receiving = false;
+    drop_stash(pd);
     pd->error.store(0, std::memory_order_relaxed);
     for (Slot* s : {&pd->rd, &pd->wr}) {
       s->ready = false;
@@ -360,6 +375,7 @@ void close_desc(PollDesc* pd, std::uint32_t seq) noexcept {
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
     if (seq_locked(pd) != seq) return;  // already closed (or a stale socket)
     prev = pd->state.fetch_add(PollDesc::kSeqOne | PollDesc::kClosing, std::memory_order_acq_rel);
+    drop_stash(pd);
     for (Slot* s : {&pd->rd, &pd->wr}) {
       rt::timer_cancel(s->timer);
       wake_all(*s, WakeReason::Event);  // each waiter sees the new seq and throws
@@ -437,7 +453,8 @@ void prep_poll_out(io_uring_sqe* sqe, void* ctx) {
 }
 }  // namespace
 
-long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check check, UringPrep prep, void* ctx) {
+long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check check, UringPrep prep, void* ctx,
+                std::uint32_t* cflags) {
   Ring* ring = current_ring();
   op_begin(pd, seq, check, op);
   struct End {
@@ -501,12 +518,140 @@ long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check ch
   shield.reset();
   // Completed anyway (the data arrived first): the result stands and the
   // fiber's next cancellation point throws; at shutdown it unwinds now.
-  if (unwinding || (cancelled && res == -ECANCELED)) rt::throw_unwind();
+  if (unwinding || (cancelled && res == -ECANCELED)) {
+    if (w.cflags & IORING_CQE_F_BUFFER) ring->pool_copy_and_return(w.cflags, nullptr, 0);
+    rt::throw_unwind();
+  }
+  if (cflags) *cflags = w.cflags;
   return res;
 }
+namespace {
+void prep_recv_pool(io_uring_sqe* sqe, void* ctx) {
+  io_uring_prep_recv(sqe, static_cast<PollDesc*>(ctx)->fd, nullptr, 0, 0);  // 0: the whole buffer
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = Ring::kPoolGroup;
+}
+
+// Under pd->lock: the fibers waiting for another's receive look again.
+void wake_receivers(PollDesc* pd) noexcept {
+  while (IoWaiter* w = pop_front(pd->rd.q)) rt::unpark(w->parker, WakeReason::Event);
+}
+}  // namespace
+
+void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op) {
+  rt::cancellation_point();
+  Ring* ring = current_ring();
+  if (!ring->has_pool()) return wait(pd, seq, Dir::Read, op, 0);  // a poll
+  for (;;) {
+    {
+      std::unique_lock<weft::detail::SpinLock> g(pd->lock);
+      std::uint64_t v = pd->state.load(std::memory_order_relaxed);
+      if (static_cast<std::uint32_t>(v >> 32) != seq) {
+        g.unlock();
+        throw_closed(op);
+      }
+      if (v & PollDesc::kRdExpired) {
+        g.unlock();
+        throw_timeout(op);
+      }
+      if (pd->stash || pd->stash_end) return;  // something to read
+      if (pd->receiving) {
+        // Another fiber's receive is in flight: wait for its completion
+        // (it wakes this queue), then look again.
+        IoWaiter w;
+        w.parker = rt::prepare_park(WaitKind::IoRead, pd);
+        push_back(pd->rd.q, &w);
+        g.unlock();
+        WakeReason r = rt::park(w.parker);
+        g.lock();
+        if (w.queued) remove(pd->rd.q, &w);
+        if (r == WakeReason::Cancel) {
+          g.unlock();
+          rt::throw_unwind();
+        }
+        continue;
+      }
+      pd->receiving = true;
+    }
+    long r;
+    std::uint32_t flags = 0;
+    try {
+      r = uring_wait(pd, seq, Dir::Read, op, Check::None, prep_recv_pool, pd, &flags);
+    } catch (...) {
+      std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+      pd->receiving = false;
+      wake_receivers(pd);
+      throw;
+    }
+    char* data = nullptr;
+    if (r > 0 && (flags & IORING_CQE_F_BUFFER)) {
+      data = static_cast<char*>(std::malloc(static_cast<std::size_t>(r)));
+      ring->pool_copy_and_return(flags, data, data ? static_cast<std::size_t>(r) : 0);
+      if (!data) r = -ENOMEM;
+    } else if (flags & IORING_CQE_F_BUFFER) {
+      ring->pool_copy_and_return(flags, nullptr, 0);
+    }
+    bool poll = false, done = false;
+    {
+      std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+      pd->receiving = false;
+      if (seq_locked(pd) == seq) {
+        if (r >= 0 || (r != -ECANCELED && r != -EINTR && r != -ENOBUFS)) {
+          if (data) {
+            pd->stash = data;
+            pd->stash_off = 0;
+            pd->stash_len = static_cast<std::uint32_t>(r);
+            data = nullptr;
+          } else {
+            pd->stash_end = r == 0 ? 1 : static_cast<int>(r);
+          }
+          pd->drained = r >= 0 && r < static_cast<long>(Ring::kPoolBufSize);
+          pd->stashed.store(true, std::memory_order_relaxed);
+          done = true;
+        }
+        poll = r == -ENOBUFS;  // the pool ran dry: wait for readiness instead
+      }
+      wake_receivers(pd);
+    }
+    std::free(data);  // closed meanwhile: the bytes go with the socket
+    if (done) return;
+    if (poll) return wait(pd, seq, Dir::Read, op, 0);
+    // Withdrawn (close, deadline: the checks above throw) or cancelled by
+    // the kernel: again.
+  }
+}
 #else
-long uring_wait(PollDesc*, std::uint32_t, Dir, const char*, Check, UringPrep, void*) { std::abort(); }
+long uring_wait(PollDesc*, std::uint32_t, Dir, const char*, Check, UringPrep, void*, std::uint32_t*) { std::abort(); }
+void uring_wait_readable(PollDesc*, std::uint32_t, const char*) { std::abort(); }
 #endif
+
+long take_stash(PollDesc* pd, std::uint32_t seq, char* buf, std::size_t len, bool may_skip) noexcept {
+  if (!pd->stashed.load(std::memory_order_relaxed)) return kNoStash;
+  std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+  if (seq_locked(pd) != seq) return kNoStash;  // the caller's bracket throws
+  if (pd->stash) {
+    std::size_t n = std::min<std::size_t>(len, pd->stash_len - pd->stash_off);
+    std::memcpy(buf, pd->stash + pd->stash_off, n);
+    pd->stash_off += static_cast<std::uint32_t>(n);
+    if (pd->stash_off == pd->stash_len) {
+      std::free(pd->stash);
+      pd->stash = nullptr;
+      if (!pd->stash_end && !pd->drained) pd->stashed.store(false, std::memory_order_relaxed);
+    }
+    return static_cast<long>(n);
+  }
+  if (pd->stash_end > 0) return 0;  // end of stream, for every later read too
+  if (pd->stash_end < 0) {
+    long e = pd->stash_end;
+    pd->stash_end = 0;  // an error is reported once
+    if (!pd->drained) pd->stashed.store(false, std::memory_order_relaxed);
+    return e;
+  }
+  bool skip = pd->drained && may_skip;
+  pd->drained = false;
+  pd->stashed.store(false, std::memory_order_relaxed);
+  return skip ? -EAGAIN : kNoStash;
+}
 
 void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t edges_seen, bool again) {
   rt::cancellation_point();

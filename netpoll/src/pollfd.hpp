@@ -114,6 +114,7 @@ struct IoWaiter {
   bool done = false;
   bool cancelling = false;  // a cancel for it is queued (close, deadline, the fiber's cancellation)
   int res = 0;
+  std::uint32_t cflags = 0;  // the completion's flags (the provided buffer it filled)
   Ring* ring = nullptr;
   PollDesc* pd = nullptr;
   Slot* slot = nullptr;
@@ -151,6 +152,20 @@ struct PollDesc {
   bool foreign = false;  // a dup of a caller's fd: unregister explicitly on close
   std::atomic<int> error{0};
   bool armed = false;  // registered with an epoll/kqueue backend (io_uring runtimes register nothing)
+  // io_uring: what a wait_readable's receive took from the kernel and no
+  // read has consumed yet (`stash`, malloc'd, from stash_off to
+  // stash_len), or the end of stream / error it found; `receiving` while
+  // that receive is in flight (one at a time); `drained` when it took all
+  // there was (a short receive), so the next try_read says "would block"
+  // without asking. All under lock; `stashed` is a hint read lock-free by
+  // the read paths first (relaxed: a read ordered after the wait_readable
+  // that stashed sees it by happens-before; a concurrent one races anyway).
+  char* stash = nullptr;
+  std::uint32_t stash_off = 0, stash_len = 0;
+  int stash_end = 0;  // 1: end of stream; < 0: -errno
+  bool receiving = false;
+  bool drained = false;
+  std::atomic<bool> stashed{false};
   Slot rd, wr;
 
   std::uint32_t seq() const noexcept { return static_cast<std::uint32_t>(state.load(std::memory_order_acquire) >> 32); }
@@ -222,7 +237,22 @@ using UringPrep = void (*)(io_uring_sqe* sqe, void* ctx);
 // before submitting, and weft::Cancelled (throw_unwind) when the fiber was
 // cancelled and the operation did not complete. Never returns before the
 // completion arrived, so the kernel is done with the caller's buffer.
-long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check check, UringPrep prep, void* ctx);
+// cflags: where to store the completion's flags (a provided buffer it
+// filled: the caller owns it; one taken by a completion the call throws
+// for is handed back here).
+long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check check, UringPrep prep, void* ctx,
+                std::uint32_t* cflags = nullptr);
+
+// io_uring: TcpStream::wait_readable. Parks until data arrived, taking it
+// from the kernel into the descriptor's stash with a provided buffer (no
+// buffer is held while waiting); with no pool, a poll. Throws as wait().
+void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op);
+// The stashed bytes for a read of up to len: their count (0: end of
+// stream; -errno: the error the receive found), or -EAGAIN when the last
+// receive drained the socket and try_read may say so without asking
+// (`may_skip`), else nothing stashed: ~0L.
+constexpr long kNoStash = ~0L;
+long take_stash(PollDesc* pd, std::uint32_t seq, char* buf, std::size_t len, bool may_skip) noexcept;
 
 [[noreturn]] void throw_closed(const char* op);
 [[noreturn]] void throw_timeout(const char* op);

@@ -372,8 +372,22 @@ TcpStream TcpStream::connect_until(std::string_view addr, Clock::time_point dead
   std::rethrow_exception(first);
 }
 
+// What a wait_readable took from the kernel on an io_uring runtime comes
+// first (pollfd.hpp, stash), inside a bracket (closed, deadline). kNoStash:
+// nothing there, make the call.
+static long stashed(detail::PollDesc* pd, std::uint32_t seq, std::span<char> buf, bool may_skip, const char* op) {
+  if (!pd->stashed.load(std::memory_order_relaxed)) return detail::kNoStash;
+  Op o(pd, seq, op, Check::Read);
+  return detail::take_stash(pd, seq, buf.data(), buf.size(), may_skip);
+}
+
 std::optional<std::size_t> TcpStream::try_read(std::span<char> buf) {
-  return io_once(desc("read"), seq_, Dir::Read, "read", [&] { return ::recv(fd_, buf.data(), buf.size(), 0); });
+  detail::PollDesc* pd = desc("read");
+  long n = stashed(pd, seq_, buf, true, "read");
+  if (n == -EAGAIN) return std::nullopt;
+  if (n < 0 && n != detail::kNoStash) throw_errno(static_cast<int>(-n), "read");
+  if (n >= 0) return static_cast<std::size_t>(n);
+  return io_once(pd, seq_, Dir::Read, "read", [&] { return ::recv(fd_, buf.data(), buf.size(), 0); });
 }
 
 std::optional<std::size_t> TcpStream::try_write(std::span<const char> buf) {
@@ -383,7 +397,11 @@ std::optional<std::size_t> TcpStream::try_write(std::span<const char> buf) {
 
 // Every fiber parked here wakes on an edge (one after the other): none of
 // them makes the call that would show whether more is there.
+// On an io_uring runtime the wait takes what arrived into the socket's
+// stash with a provided buffer (read and try_read return it first), so a
+// waiting connection holds no buffer and the data costs no further call.
 void TcpStream::wait_readable() {
+  if (detail::current_ring()) return detail::uring_wait_readable(desc("wait_readable"), seq_, "wait_readable");
   wait_read("wait_readable");
   detail::pass_edge(pd_, seq_, Dir::Read);
 }
@@ -393,8 +411,11 @@ void TcpStream::wait_writable() {
 }
 
 std::size_t TcpStream::read(std::span<char> buf) {
-  long n = io_op(desc("read"), seq_, Dir::Read, "read", [&] { return ::recv(fd_, buf.data(), buf.size(), 0); },
-                 {.prep = prep_recv, .fd = fd_, .buf = buf.data(), .len = buf.size(), .full = buf.size()});
+  detail::PollDesc* pd = desc("read");
+  long n = stashed(pd, seq_, buf, false, "read");
+  if (n == detail::kNoStash)
+    n = io_op(pd, seq_, Dir::Read, "read", [&] { return ::recv(fd_, buf.data(), buf.size(), 0); },
+              {.prep = prep_recv, .fd = fd_, .buf = buf.data(), .len = buf.size(), .full = buf.size()});
   if (n < 0) throw_errno(static_cast<int>(-n), "read");
   return static_cast<std::size_t>(n);
 }

@@ -3,6 +3,7 @@
 #include "uring.hpp"
 
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -49,12 +50,58 @@ std::unique_ptr<Ring> Ring::create(std::string* why) {
     throw std::system_error(e, std::system_category(), "weft: eventfd");
   }
   r->arm_wake();
+  r->setup_pool();
   return r;
+}
+
+void Ring::setup_pool() noexcept {
+  std::size_t ring_bytes = kPoolBufs * sizeof(io_uring_buf);
+  void* rb = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* bufs = ::mmap(nullptr, std::size_t{kPoolBufs} * kPoolBufSize, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (rb == MAP_FAILED || bufs == MAP_FAILED) {
+    if (rb != MAP_FAILED) ::munmap(rb, ring_bytes);
+    if (bufs != MAP_FAILED) ::munmap(bufs, std::size_t{kPoolBufs} * kPoolBufSize);
+    return;
+  }
+  auto* br = static_cast<io_uring_buf_ring*>(rb);
+  io_uring_buf_ring_init(br);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(br);
+  reg.ring_entries = kPoolBufs;
+  reg.bgid = kPoolGroup;
+  if (io_uring_register_buf_ring(&ring_, &reg, 0) != 0) {  // before 5.19: wait_readable polls instead
+    ::munmap(rb, ring_bytes);
+    ::munmap(bufs, std::size_t{kPoolBufs} * kPoolBufSize);
+    return;
+  }
+  int mask = io_uring_buf_ring_mask(kPoolBufs);
+  for (unsigned i = 0; i < kPoolBufs; i++)
+    io_uring_buf_ring_add(br, static_cast<char*>(bufs) + std::size_t{i} * kPoolBufSize, kPoolBufSize,
+                          static_cast<unsigned short>(i), mask, static_cast<int>(i));
+  io_uring_buf_ring_advance(br, static_cast<int>(kPoolBufs));
+  pool_ring_ = br;
+  pool_ = static_cast<char*>(bufs);
+}
+
+void Ring::pool_copy_and_return(std::uint32_t cqe_flags, char* dst, std::size_t n) noexcept {
+  auto bid = static_cast<unsigned short>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+  char* b = pool_ + std::size_t{bid} * kPoolBufSize;
+  if (n) std::memcpy(dst, b, n);
+  std::lock_guard<weft::detail::SpinLock> g(pool_lock_);
+  io_uring_buf_ring_add(pool_ring_, b, kPoolBufSize, bid, io_uring_buf_ring_mask(kPoolBufs), 0);
+  io_uring_buf_ring_advance(pool_ring_, 1);
 }
 
 Ring::~Ring() {
   io_uring_queue_exit(&ring_);
   ::close(wakefd_);
+  // Every receive that could pick a pool buffer has completed (its fiber
+  // waited for it), so the kernel holds none of them now.
+  if (pool_) {
+    ::munmap(pool_ring_, kPoolBufs * sizeof(io_uring_buf));
+    ::munmap(pool_, std::size_t{kPoolBufs} * kPoolBufSize);
+  }
 }
 
 io_uring_sqe* Ring::next_sqe() {

@@ -33,6 +33,12 @@
 //   or the poller's flush carries the SQE into its wait.
 // - wake(): an eventfd the ring always has a read queued on; wakes coalesce
 //   through wake_pending_ as in epoll.cpp.
+// - Provided buffers (kernel 5.19+): a pool of kPoolBufs buffers the kernel
+//   picks from when a receive that names none completes (TcpStream's
+//   wait_readable, pollfd.cpp): a connection waiting for data holds no
+//   buffer. The application side of the buffer ring (returning buffers) is
+//   touched only under pool_lock_; the kernel consumes from it on its own,
+//   and io_uring_buf_ring_advance publishes returned entries with release.
 // Lock order: PollDesc::lock -> sq_lock_ (a waiter queues its SQE with its
 // descriptor's lock held, so that close and deadline cancels, queued under
 // the same lock, always follow the operation they cancel in the SQ).
@@ -84,6 +90,15 @@ class Ring {
   // number. Only the runtime's polling thread calls it.
   template <class OnCqe>
   int poll(Clock::time_point deadline, OnCqe&& on_cqe);
+
+  // Provided buffers: whether the kernel took the pool, its group id, the
+  // size of each buffer; a buffer named by a completion's flags is copied
+  // out (at most n bytes) and handed back at once.
+  static constexpr unsigned kPoolBufs = 256;
+  static constexpr unsigned kPoolBufSize = 4096;
+  static constexpr unsigned short kPoolGroup = 0;
+  bool has_pool() const noexcept { return pool_ != nullptr; }
+  void pool_copy_and_return(std::uint32_t cqe_flags, char* dst, std::size_t n) noexcept;
   void wake() noexcept;
   bool has_pending() const noexcept { return pending_.load(std::memory_order_relaxed); }
 
@@ -96,6 +111,7 @@ class Ring {
   unsigned flush() noexcept;          // under sq_lock_: publishes the SQ tail, returns SQEs unsubmitted
   int enter(unsigned submit, unsigned wait, Clock::time_point deadline) noexcept;  // -errno on failure
   void arm_wake();                    // queues the read on the wake eventfd
+  void setup_pool() noexcept;         // provided buffers, where the kernel has them
 
   io_uring ring_{};
   weft::detail::SpinLock sq_lock_;
@@ -104,6 +120,9 @@ class Ring {
   std::atomic<bool> wake_pending_{false};
   std::atomic<std::uint64_t> enters_{0};
   int wakefd_ = -1;
+  weft::detail::SpinLock pool_lock_;
+  io_uring_buf_ring* pool_ring_ = nullptr;  // the buffer ring (mmap), kPoolBufs entries
+  char* pool_ = nullptr;                    // kPoolBufs * kPoolBufSize bytes (mmap)
 };
 
 template <class OnCqe>
@@ -134,7 +153,7 @@ int Ring::poll(Clock::time_point deadline, OnCqe&& on_cqe) {
       wake_pending_.store(false, std::memory_order_seq_cst);
       rearm = true;
     } else if (ud != kIgnore) {
-      on_cqe(ud, cqe->res);
+      on_cqe(ud, cqe->res, cqe->flags);
     }
   }
   io_uring_cq_advance(&ring_, static_cast<unsigned>(n));

@@ -230,6 +230,90 @@ TEST_P(Completion, ShutdownUnwindsAFiberWithAReadInFlight) {
   }
 }
 
+// wait_readable on a ring takes what arrived into the socket's stash;
+// reads then drain the stash before the kernel's queue. A stream larger
+// than one provided buffer, read in small pieces after each wait, must
+// arrive whole and in order, and the end of stream after it.
+TEST_P(Completion, WaitReadableThenSmallReadsKeepTheStreamInOrder) {
+  const std::size_t total = static_cast<std::size_t>(net_test::scaled(200000, 20000));
+  weft::run(
+      [total] {
+        auto ln = TcpListener::listen("127.0.0.1:0");
+        auto c = TcpStream::connect(ln.local_addr());
+        auto s = ln.accept();
+        auto writer = weft::go([&c, total] {
+          std::string chunk(1000, '\0');
+          for (std::size_t off = 0; off < total; off += chunk.size()) {
+            for (std::size_t i = 0; i < chunk.size(); i++) chunk[i] = static_cast<char>((off + i) % 251);
+            c.write_all({chunk.data(), std::min(chunk.size(), total - off)});
+          }
+          c.shutdown_write();
+        });
+        std::size_t got = 0;
+        bool eof = false, ordered = true;
+        while (!eof) {
+          s.wait_readable();
+          char b[97];  // odd-sized: pieces straddle the stash's end
+          while (auto n = s.try_read(b)) {
+            if (*n == 0) {
+              eof = true;
+              break;
+            }
+            for (std::size_t i = 0; i < *n; i++) ordered &= b[i] == static_cast<char>((got + i) % 251);
+            got += *n;
+          }
+        }
+        writer.join();
+        EXPECT_TRUE(ordered);
+        EXPECT_EQ(got, total);
+        char b[8];
+        EXPECT_EQ(s.read(b), 0u);  // still the end
+      },
+      {.workers = 2, .poller = GetParam()});
+}
+
+// Several fibers in wait_readable on one socket (one receive in flight on
+// a ring, the others queued behind it): each wakes, and what they read
+// together is what was sent.
+TEST_P(Completion, SeveralWaitersOnOneSocketShareWhatArrives) {
+  weft::run(
+      [] {
+        auto ln = TcpListener::listen("127.0.0.1:0");
+        auto c = TcpStream::connect(ln.local_addr());
+        auto s = ln.accept();
+        std::atomic<std::size_t> got{0};
+        weft::WaitGroup wg;
+        for (int i = 0; i < 3; i++) {
+          wg.add(1);
+          weft::go([&] {
+            for (;;) {
+              s.wait_readable();
+              char b[64];
+              std::size_t n = 0;
+              while (auto k = s.try_read(b)) {
+                if (*k == 0) {
+                  got += n;
+                  wg.done();
+                  return;
+                }
+                n += *k;
+              }
+              got += n;
+            }
+          });
+        }
+        weft::this_fiber::sleep_for(5ms);  // all three waiting
+        for (int i = 0; i < 50; i++) {
+          c.write_all("0123456789");
+          weft::this_fiber::sleep_for(100us);
+        }
+        c.shutdown_write();
+        wg.wait();
+        EXPECT_EQ(got.load(), 500u);
+      },
+      {.workers = 2, .poller = GetParam()});
+}
+
 INSTANTIATE_TEST_SUITE_P(Pollers, Completion, ::testing::Values(Options::Poller::Epoll, Options::Poller::IoUring),
                          [](const auto& info) { return info.param == Options::Poller::Epoll ? "epoll" : "io_uring"; });
 
