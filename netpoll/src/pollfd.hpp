@@ -77,8 +77,24 @@
 // An edge is owned by one waiter at a time; after its system call it passes
 // the edge to the next waiter (pass_edge), so queued waiters drain what
 // one edge announced one after the other.
-// Lock order: PollDesc::lock -> (runtime) idle lock via unpark; the timer heap
-// lock is never held while taking PollDesc::lock (callbacks run unlocked).
+// io_uring runtimes (uring.hpp) park differently: a fiber's operation is
+// in flight in the kernel, so its record (IoWaiter, on its stack, in the
+// direction's `ops` list under lock) must outlive the completion:
+// - uring_wait queues the SQE with pd->lock held (so a cancel queued by
+//   close or a deadline, also under the lock, follows it in the SQ) and
+//   holds its op bracket until the completion: the fd is not closed, nor
+//   its number reused, while the kernel may still use it.
+// - Only the completion (Netpoller::complete, under lock) sets `done`;
+//   close, deadline expiry and the fiber's own cancellation only queue a
+//   cancel (once: `cancelling`) and the fiber waits on, uncancellable.
+//   So no kernel write lands in a buffer after the call returned.
+// - wait_readable's receive fills the stash (PollDesc, above) with a
+//   provided buffer, one receive at a time per descriptor (`receiving`);
+//   other waiters queue on rd.q and are woken when it completes.
+// Lock order: PollDesc::lock -> Ring::sq_lock_ (queueing an SQE or a
+// cancel) -> nothing; PollDesc::lock -> (runtime) idle lock via unpark; the
+// timer heap lock is never held while taking PollDesc::lock (callbacks
+// run unlocked).
 #pragma once
 
 #include <atomic>
