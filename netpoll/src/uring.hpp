@@ -127,19 +127,19 @@ class Ring {
 
 template <class OnCqe>
 int Ring::poll(Clock::time_point deadline, OnCqe&& on_cqe) {
-  bool block = deadline != Clock::time_point::min();
-  if (block) waiting_.store(true, std::memory_order_seq_cst);
+  const bool may_block = deadline != Clock::time_point::min();
+  if (may_block) waiting_.store(true, std::memory_order_seq_cst);
   unsigned submit;
   {
     std::lock_guard<weft::detail::SpinLock> g(sq_lock_);
     submit = flush();
   }
-  if (block && io_uring_cq_ready(&ring_) > 0) block = false;
+  bool block = may_block && io_uring_cq_ready(&ring_) == 0;
   if (submit > 0 || block) {
     int r = enter(submit, block ? 1 : 0, deadline);
     (void)r;  // -ETIME, -EINTR: nothing arrived; -EBUSY: the CQ overflowed, reaped below
   }
-  if (block) waiting_.store(false, std::memory_order_relaxed);
+  if (may_block) waiting_.store(false, std::memory_order_relaxed);
   int n = 0;
   unsigned head;
   io_uring_cqe* cqe;
