@@ -432,6 +432,21 @@ int settle_error(PollDesc* pd, std::uint32_t seq) noexcept {
 
 std::uint32_t edges_of(PollDesc* pd, Dir d) noexcept { return slot(pd, d).edges.load(std::memory_order_acquire); }
 
+// Under pd->lock (held by g): throws SocketClosed if the incarnation
+// closed, Timeout if the direction's deadline expired (unlocking first).
+static void check_open(std::unique_lock<weft::detail::SpinLock>& g, const PollDesc* pd, std::uint32_t seq, Dir d,
+                const char* op) {
+  std::uint64_t v = pd->state.load(std::memory_order_relaxed);
+  if (static_cast<std::uint32_t>(v >> 32) != seq) {
+    g.unlock();
+    throw_closed(op);
+  }
+  if (v & expired_bit(d)) {
+    g.unlock();
+    throw_timeout(op);
+  }
+}
+
 Ring* current_ring() noexcept {
 #ifdef WEFT_IO_URING
   auto* p = static_cast<Netpoller*>(rt::current_idle_poller());
@@ -468,15 +483,7 @@ long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check ch
   w.pd = pd;
   w.slot = &s;
   std::unique_lock<weft::detail::SpinLock> g(pd->lock);
-  std::uint64_t v = pd->state.load(std::memory_order_relaxed);
-  if (static_cast<std::uint32_t>(v >> 32) != seq) {
-    g.unlock();
-    throw_closed(op);
-  }
-  if (v & expired_bit(d)) {
-    g.unlock();
-    throw_timeout(op);
-  }
+  check_open(g, pd, seq, d, op);
   w.parker = rt::prepare_park(kind, pd);
   push_back(s.ops, &w);
   // Queued under pd->lock: a close or deadline that cancels it (also under
@@ -545,15 +552,7 @@ void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op) {
   for (;;) {
     {
       std::unique_lock<weft::detail::SpinLock> g(pd->lock);
-      std::uint64_t v = pd->state.load(std::memory_order_relaxed);
-      if (static_cast<std::uint32_t>(v >> 32) != seq) {
-        g.unlock();
-        throw_closed(op);
-      }
-      if (v & PollDesc::kRdExpired) {
-        g.unlock();
-        throw_timeout(op);
-      }
+      check_open(g, pd, seq, Dir::Read, op);
       if (pd->stash || pd->stash_end) return;  // something to read
       if (pd->receiving) {
         // Another fiber's receive is in flight: wait for its completion
@@ -685,15 +684,7 @@ void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t 
     }
   }
   for (;;) {
-    std::uint64_t v = pd->state.load(std::memory_order_relaxed);
-    if (static_cast<std::uint32_t>(v >> 32) != seq) {
-      g.unlock();
-      throw_closed(op);
-    }
-    if (v & expired_bit(d)) {
-      g.unlock();
-      throw_timeout(op);
-    }
+    check_open(g, pd, seq, d, op);
     if (s.ready || s.edges.load(std::memory_order_relaxed) != edges_seen) {
       s.ready = false;
       return;
