@@ -80,11 +80,29 @@ class Pool {
     if (c >= nchunks_.load(std::memory_order_acquire)) return nullptr;
     return &chunks_[c][index % kChunk];
   }
+  // The io_uring side of a descriptor (pollfd.hpp, UringSide): one array per
+  // chunk, made on first use and published with a release CAS (a loser
+  // frees its copy); immortal, as the chunks.
+  UringSide* side_if(const PollDesc* pd) const noexcept {
+    UringSide* a = sides_[pd->index / kChunk].load(std::memory_order_acquire);
+    return a ? &a[pd->index % kChunk] : nullptr;
+  }
+  UringSide& side(const PollDesc* pd) {
+    std::atomic<UringSide*>& slot = sides_[pd->index / kChunk];
+    UringSide* a = slot.load(std::memory_order_acquire);
+    if (!a) {
+      auto* made = new UringSide[kChunk];
+      if (slot.compare_exchange_strong(a, made, std::memory_order_acq_rel, std::memory_order_acquire)) a = made;
+      else delete[] made;
+    }
+    return a[pd->index % kChunk];
+  }
 
  private:
   std::mutex mu_;
   std::vector<PollDesc*> free_;        // guarded by mu_
   PollDesc* chunks_[kMaxChunks] = {};  // append-only
+  std::atomic<UringSide*> sides_[kMaxChunks] = {};
   std::atomic<std::uint32_t> nchunks_{0};
 };
 
@@ -146,10 +164,12 @@ void give_edge(Slot& s) noexcept {
 // Close and deadline expiry: every fiber parked for an edge wakes (and
 // throws); every io_uring operation in flight is cancelled, and its fiber
 // wakes with the completion (uring_wait), never before.
-void wake_all(Slot& s, WakeReason r) noexcept {
-  while (IoWaiter* w = pop_front(s.q)) rt::unpark(w->parker, r);
+void wake_all(PollDesc* pd, Dir d, WakeReason r) noexcept {
+  while (IoWaiter* w = pop_front(slot(pd, d).q)) rt::unpark(w->parker, r);
 #ifdef WEFT_IO_URING
-  for (IoWaiter* w = s.ops.head; w; w = w->next) {
+  UringSide* u = pool().side_if(pd);
+  for (IoWaiter* q = u ? u->ops[static_cast<int>(d)].head : nullptr; q; q = q->next) {
+    auto* w = static_cast<UringOp*>(q);
     if (w->cancelling) continue;
     w->cancelling = true;
     w->ring->cancel(reinterpret_cast<std::uint64_t>(w));
@@ -252,13 +272,13 @@ class Netpoller final : public rt::IdlePoller {
   // leaves only once `done`, read under the same lock), so the record and
   // its descriptor are valid here.
   static void complete(std::uint64_t ud, int res, std::uint32_t flags) noexcept {
-    auto* w = reinterpret_cast<IoWaiter*>(ud);
+    auto* w = reinterpret_cast<UringOp*>(ud);
     PollDesc* pd = w->pd;
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
     w->res = res;
     w->cflags = flags;
     w->done = true;
-    if (w->queued) remove(w->slot->ops, w);
+    if (w->queued) remove(*w->list, w);
     rt::unpark(w->parker, WakeReason::Event);
   }
   std::optional<Backend> backend_;
@@ -294,17 +314,20 @@ void on_deadline(void* a, void*, std::uint64_t seq) {
   Slot& s = slot(pd, d);
   if (s.timer_gen != static_cast<std::uint32_t>(seq >> 1) % (1u << 31)) return;  // superseded
   pd->state.fetch_or(expired_bit(d), std::memory_order_relaxed);
-  wake_all(s, WakeReason::Timeout);
+  wake_all(pd, d, WakeReason::Timeout);
 }
 
 // Under pd->lock.
 void drop_stash(PollDesc* pd) noexcept {
-  std::free(pd->stash);
-  pd->stash = nullptr;
-  pd->stash_off = pd->stash_len = 0;
-  pd->stash_end = 0;
-  pd->drained = false;
   pd->stashed.store(false, std::memory_order_relaxed);
+  UringSide* u = pool().side_if(pd);
+  if (!u) return;
+  std::free(u->stash);
+  u->stash = nullptr;
+  u->stash_off = u->stash_len = 0;
+  u->stash_end = 0;
+  u->drained = false;
+  u->receiving = false;
 }
 
 // Runs once per incarnation (see pollfd.hpp), with no lock held.
@@ -342,7 +365,6 @@ PollDesc* open_desc(int fd, std::uint32_t* seq_out, bool foreign) {
     pd->fd = fd;
     pd->foreign = foreign;
     pd->armed = false;
-    pd->receiving = false;
     drop_stash(pd);
     pd->error.store(0, std::memory_order_relaxed);
     for (Slot* s : {&pd->rd, &pd->wr}) {
@@ -376,9 +398,9 @@ void close_desc(PollDesc* pd, std::uint32_t seq) noexcept {
     if (seq_locked(pd) != seq) return;  // already closed (or a stale socket)
     prev = pd->state.fetch_add(PollDesc::kSeqOne | PollDesc::kClosing, std::memory_order_acq_rel);
     drop_stash(pd);
-    for (Slot* s : {&pd->rd, &pd->wr}) {
-      rt::timer_cancel(s->timer);
-      wake_all(*s, WakeReason::Event);  // each waiter sees the new seq and throws
+    for (Dir d : {Dir::Read, Dir::Write}) {
+      rt::timer_cancel(slot(pd, d).timer);
+      wake_all(pd, d, WakeReason::Event);  // each waiter sees the new seq and throws
     }
   }
   if ((prev & PollDesc::kCount) == 0) final_close(pd);
@@ -476,16 +498,15 @@ long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check ch
     PollDesc* pd;
     ~End() { op_end(pd); }
   } end{pd};
-  Slot& s = slot(pd, d);
   const WaitKind kind = d == Dir::Read ? WaitKind::IoRead : WaitKind::IoWrite;
-  IoWaiter w;
+  UringOp w;
   w.ring = ring;
   w.pd = pd;
-  w.slot = &s;
+  w.list = &uring_side(pd).ops[static_cast<int>(d)];
   std::unique_lock<weft::detail::SpinLock> g(pd->lock);
   check_open(g, pd, seq, d, op);
   w.parker = rt::prepare_park(kind, pd);
-  push_back(s.ops, &w);
+  push_back(*w.list, &w);
   // Queued under pd->lock: a close or deadline that cancels it (also under
   // the lock) comes after it in the SQ, so the kernel finds it.
   ring->queue(reinterpret_cast<std::uint64_t>(&w), [&](io_uring_sqe* sqe) { prep(sqe, ctx); });
@@ -549,12 +570,13 @@ void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op) {
   rt::cancellation_point();
   Ring* ring = current_ring();
   if (!ring->has_pool()) return wait(pd, seq, Dir::Read, op, 0);  // a poll
+  UringSide* u = &uring_side(pd);
   for (;;) {
     {
       std::unique_lock<weft::detail::SpinLock> g(pd->lock);
       check_open(g, pd, seq, Dir::Read, op);
-      if (pd->stash || pd->stash_end) return;  // something to read
-      if (pd->receiving) {
+      if (u->stash || u->stash_end) return;  // something to read
+      if (u->receiving) {
         // Another fiber's receive is in flight: wait for its completion
         // (it wakes this queue), then look again.
         IoWaiter w;
@@ -570,7 +592,7 @@ void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op) {
         }
         continue;
       }
-      pd->receiving = true;
+      u->receiving = true;
     }
     long r;
     std::uint32_t flags = 0;
@@ -578,7 +600,7 @@ void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op) {
       r = uring_wait(pd, seq, Dir::Read, op, Check::None, prep_recv_pool, pd, &flags);
     } catch (...) {
       std::lock_guard<weft::detail::SpinLock> g(pd->lock);
-      pd->receiving = false;
+      u->receiving = false;
       wake_receivers(pd);
       throw;
     }
@@ -593,18 +615,18 @@ void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op) {
     bool poll = false, done = false;
     {
       std::lock_guard<weft::detail::SpinLock> g(pd->lock);
-      pd->receiving = false;
+      u->receiving = false;
       if (seq_locked(pd) == seq) {
         if (r >= 0 || (r != -ECANCELED && r != -EINTR && r != -ENOBUFS)) {
           if (data) {
-            pd->stash = data;
-            pd->stash_off = 0;
-            pd->stash_len = static_cast<std::uint32_t>(r);
+            u->stash = data;
+            u->stash_off = 0;
+            u->stash_len = static_cast<std::uint32_t>(r);
             data = nullptr;
           } else {
-            pd->stash_end = r == 0 ? 1 : static_cast<int>(r);
+            u->stash_end = r == 0 ? 1 : static_cast<int>(r);
           }
-          pd->drained = r >= 0 && r < static_cast<long>(Ring::kPoolBufSize);
+          u->drained = r >= 0 && r < static_cast<long>(Ring::kPoolBufSize);
           pd->stashed.store(true, std::memory_order_relaxed);
           done = true;
         }
@@ -624,65 +646,80 @@ long uring_wait(PollDesc*, std::uint32_t, Dir, const char*, Check, UringPrep, vo
 void uring_wait_readable(PollDesc*, std::uint32_t, const char*) { std::abort(); }
 #endif
 
+UringSide& uring_side(PollDesc* pd) { return pool().side(pd); }
+UringSide* uring_side_if(PollDesc* pd) noexcept { return pool().side_if(pd); }
+
 long take_stash(PollDesc* pd, std::uint32_t seq, char* buf, std::size_t len, bool may_skip) noexcept {
   if (!pd->stashed.load(std::memory_order_relaxed)) return kNoStash;
   std::lock_guard<weft::detail::SpinLock> g(pd->lock);
-  if (seq_locked(pd) != seq) return kNoStash;  // the caller's bracket throws
-  if (pd->stash) {
-    std::size_t n = std::min<std::size_t>(len, pd->stash_len - pd->stash_off);
-    std::memcpy(buf, pd->stash + pd->stash_off, n);
-    pd->stash_off += static_cast<std::uint32_t>(n);
-    if (pd->stash_off == pd->stash_len) {
-      std::free(pd->stash);
-      pd->stash = nullptr;
-      if (!pd->stash_end && !pd->drained) pd->stashed.store(false, std::memory_order_relaxed);
+  UringSide* u = pool().side_if(pd);
+  if (seq_locked(pd) != seq || !u) return kNoStash;  // the caller's bracket throws
+  if (u->stash) {
+    std::size_t n = std::min<std::size_t>(len, u->stash_len - u->stash_off);
+    std::memcpy(buf, u->stash + u->stash_off, n);
+    u->stash_off += static_cast<std::uint32_t>(n);
+    if (u->stash_off == u->stash_len) {
+      std::free(u->stash);
+      u->stash = nullptr;
+      if (!u->stash_end && !u->drained) pd->stashed.store(false, std::memory_order_relaxed);
     }
     return static_cast<long>(n);
   }
-  if (pd->stash_end > 0) return 0;  // end of stream, for every later read too
-  if (pd->stash_end < 0) {
-    long e = pd->stash_end;
-    pd->stash_end = 0;  // an error is reported once
-    if (!pd->drained) pd->stashed.store(false, std::memory_order_relaxed);
+  if (u->stash_end > 0) return 0;  // end of stream, for every later read too
+  if (u->stash_end < 0) {
+    long e = u->stash_end;
+    u->stash_end = 0;  // an error is reported once
+    if (!u->drained) pd->stashed.store(false, std::memory_order_relaxed);
     return e;
   }
-  bool skip = pd->drained && may_skip;
-  pd->drained = false;
+  bool skip = u->drained && may_skip;
+  u->drained = false;
   pd->stashed.store(false, std::memory_order_relaxed);
   return skip ? -EAGAIN : kNoStash;
 }
 
+namespace {
+// Readiness through the ring: one POLL_ADD, the caller's next system call
+// does the work. A withdrawn poll (close, deadline) throws at the next
+// try; one the kernel cancelled for its own reasons is retried. Out of
+// line, as arm_late: wait()'s frame is on every idle connection's stack.
+[[gnu::noinline]] void uring_poll(PollDesc* pd, std::uint32_t seq, Dir d, const char* op) {
+#ifdef WEFT_IO_URING
+  for (;;) {
+    long r = uring_wait(pd, seq, d, op, Check::None, d == Dir::Read ? prep_poll : prep_poll_out, pd);
+    if (r != -ECANCELED) return;
+  }
+#else
+  (void)pd, (void)seq, (void)d, (void)op;
+#endif
+}
+
+// Opened on an io_uring runtime, waited for on an epoll one: registers it
+// here (once; pd->lock, held by g, orders racing first waits).
+[[gnu::noinline]] void arm_late(std::unique_lock<weft::detail::SpinLock>& g, PollDesc* pd, std::uint32_t seq) {
+  auto* p = static_cast<Netpoller*>(rt::current_idle_poller());
+  Backend* b = p ? p->backend() : nullptr;
+  if (b && seq_locked(pd) == seq) {
+    try {
+      b->arm(pd->fd, pd->key(seq));
+    } catch (...) {
+      g.unlock();
+      throw;
+    }
+    pd->armed = true;
+  }
+}
+}  // namespace
+
 void wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, std::uint32_t edges_seen, bool again) {
   rt::cancellation_point();
 #ifdef WEFT_IO_URING
-  if (current_ring()) {
-    // Readiness through the ring: one POLL_ADD, the caller's next system
-    // call does the work. A withdrawn poll (close, deadline) throws at the
-    // next try; one the kernel cancelled for its own reasons is retried.
-    for (;;) {
-      long r = uring_wait(pd, seq, d, op, Check::None, d == Dir::Read ? prep_poll : prep_poll_out, pd);
-      if (r != -ECANCELED) return;
-    }
-  }
+  if (current_ring()) return uring_poll(pd, seq, d, op);
 #endif
   Slot& s = slot(pd, d);
   IoWaiter w;
   std::unique_lock<weft::detail::SpinLock> g(pd->lock);
-  if (!pd->armed) {
-    // Opened on an io_uring runtime, waited for on an epoll one: register
-    // it here (once; the lock orders racing first waits).
-    auto* p = static_cast<Netpoller*>(rt::current_idle_poller());
-    Backend* b = p ? p->backend() : nullptr;
-    if (b && seq_locked(pd) == seq) {
-      try {
-        b->arm(pd->fd, pd->key(seq));
-        pd->armed = true;
-      } catch (...) {
-        g.unlock();
-        throw;
-      }
-    }
-  }
+  if (!pd->armed) arm_late(g, pd, seq);
   for (;;) {
     check_open(g, pd, seq, d, op);
     if (s.ready || s.edges.load(std::memory_order_relaxed) != edges_seen) {
@@ -726,7 +763,7 @@ void set_deadline(PollDesc* pd, std::uint32_t seq, Dir d, Clock::time_point t) {
       if (t == Clock::time_point::max()) return;
       if (t <= Clock::now()) {
         pd->state.fetch_or(expired_bit(d), std::memory_order_relaxed);
-        wake_all(s, WakeReason::Timeout);
+        wake_all(pd, d, WakeReason::Timeout);
         return;
       }
       s.timer.when = t;

@@ -117,6 +117,7 @@ namespace weft::net::detail {
 class Ring;
 struct PollDesc;
 struct Slot;
+struct WaitList;
 
 // A fiber parked on one direction of a descriptor; on its stack.
 struct IoWaiter {
@@ -125,15 +126,20 @@ struct IoWaiter {
   IoWaiter* prev = nullptr;
   bool queued = false;
   bool edge = false;  // woken by an edge it now owns: use it or pass it on
-  // io_uring (uring_wait): the operation in flight is this record's; its
-  // completion sets res and done (under the descriptor's lock).
+};
+
+// io_uring (uring_wait): a fiber whose operation is in flight; the
+// operation's user_data. Its completion sets res and done (under the
+// descriptor's lock). Kept apart from IoWaiter: a fiber parked for an edge
+// keeps its frame small (an idle connection's stack fits one page).
+struct UringOp : IoWaiter {
   bool done = false;
   bool cancelling = false;  // a cancel for it is queued (close, deadline, the fiber's cancellation)
   int res = 0;
   std::uint32_t cflags = 0;  // the completion's flags (the provided buffer it filled)
   Ring* ring = nullptr;
   PollDesc* pd = nullptr;
-  Slot* slot = nullptr;
+  WaitList* list = nullptr;  // where it is queued (UringSide::ops)
 };
 
 struct WaitList {
@@ -142,12 +148,8 @@ struct WaitList {
 };
 
 struct Slot {
-  WaitList q;    // epoll/kqueue: fibers parked for an edge (FIFO)
-  WaitList ops;  // io_uring: fibers whose operation is in flight
+  WaitList q;  // fibers parked for an edge (FIFO); io_uring: for another's receive
   bool ready = false;
-  // io_uring: try the system call before submitting (the last call found
-  // more than it took); a hint, relaxed, any incarnation.
-  std::atomic<bool> more{false};
   std::atomic<std::uint32_t> edges{0};
   std::uint32_t timer_gen = 0;
   Clock::time_point deadline = Clock::time_point::max();
@@ -166,22 +168,13 @@ struct PollDesc {
   std::uint32_t index = 0;
   int fd = -1;
   bool foreign = false;  // a dup of a caller's fd: unregister explicitly on close
-  std::atomic<int> error{0};
   bool armed = false;  // registered with an epoll/kqueue backend (io_uring runtimes register nothing)
-  // io_uring: what a wait_readable's receive took from the kernel and no
-  // read has consumed yet (`stash`, malloc'd, from stash_off to
-  // stash_len), or the end of stream / error it found; `receiving` while
-  // that receive is in flight (one at a time); `drained` when it took all
-  // there was (a short receive), so the next try_read says "would block"
-  // without asking. All under lock; `stashed` is a hint read lock-free by
-  // the read paths first (relaxed: a read ordered after the wait_readable
-  // that stashed sees it by happens-before; a concurrent one races anyway).
-  char* stash = nullptr;
-  std::uint32_t stash_off = 0, stash_len = 0;
-  int stash_end = 0;  // 1: end of stream; < 0: -errno
-  bool receiving = false;
-  bool drained = false;
+  // io_uring: the stash (UringSide) holds something; a hint read lock-free
+  // by the read paths first (relaxed: a read ordered after the
+  // wait_readable that stashed sees it by happens-before; a concurrent one
+  // races anyway). Written under lock.
   std::atomic<bool> stashed{false};
+  std::atomic<int> error{0};
   Slot rd, wr;
 
   std::uint32_t seq() const noexcept { return static_cast<std::uint32_t>(state.load(std::memory_order_acquire) >> 32); }
@@ -189,6 +182,30 @@ struct PollDesc {
 };
 
 enum class Dir : std::uint8_t { Read, Write };
+
+// What only io_uring runtimes use of a descriptor, beside it rather than
+// in it (a descriptor of an epoll runtime stays as small as it was: its
+// size is part of every idle connection's cost). Allocated per chunk of
+// descriptors on first use, immortal as the descriptors. Under the
+// descriptor's lock, except `more`.
+struct UringSide {
+  WaitList ops[2];  // per Dir: fibers whose operation is in flight (UringOp)
+  // What a wait_readable's receive took from the kernel and no read has
+  // consumed yet (`stash`, malloc'd, from stash_off to stash_len), or the
+  // end of stream / error it found; `receiving` while that receive is in
+  // flight (one at a time); `drained` when it took all there was (a short
+  // receive), so the next try_read says "would block" without asking.
+  char* stash = nullptr;
+  std::uint32_t stash_off = 0, stash_len = 0;
+  int stash_end = 0;  // 1: end of stream; < 0: -errno
+  bool receiving = false;
+  bool drained = false;
+  // Per Dir: try the system call before submitting (the last call found
+  // more than it took); a hint, relaxed, any incarnation.
+  std::atomic<bool> more[2] = {false, false};
+};
+UringSide& uring_side(PollDesc* pd);              // allocates its chunk's on first use (throws bad_alloc)
+UringSide* uring_side_if(PollDesc* pd) noexcept;  // nullptr if never used
 
 // Registers a non-blocking fd with the current runtime's poller and returns
 // its descriptor and the incarnation's seq. Throws std::system_error (and

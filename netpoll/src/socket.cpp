@@ -154,7 +154,7 @@ struct RingOp {
 template <class Sys>
 long ring_loop(detail::PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Sys&& sys, RingOp& r) {
   Check check = d == Dir::Read ? Check::Read : Check::Write;
-  std::atomic<bool>& more = d == Dir::Read ? pd->rd.more : pd->wr.more;
+  std::atomic<bool>& more = detail::uring_side(pd).more[static_cast<int>(d)];
   bool direct = r.first || more.load(std::memory_order_relaxed);
   for (;;) {
     if (direct) {
