@@ -276,7 +276,14 @@ class Netpoller final : public rt::IdlePoller {
     PollDesc* pd = w->pd;
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
     w->res = res;
-    w->cflags = flags;
+    // A receive into a provided buffer: copy it out and hand the buffer
+    // back now, while it is reaped, not when the fiber runs, so the pool
+    // covers what arrives between two polls, not what waits to run.
+    if (flags & IORING_CQE_F_BUFFER) {
+      w->data = res > 0 ? static_cast<char*>(std::malloc(static_cast<std::size_t>(res))) : nullptr;
+      if (res > 0 && !w->data) w->res = -ENOMEM;
+      w->ring->pool_copy_and_return(flags, w->data, w->data ? static_cast<std::size_t>(res) : 0);
+    }
     w->done = true;
     if (w->queued) remove(*w->list, w);
     rt::unpark(w->parker, WakeReason::Event);
@@ -491,7 +498,7 @@ void prep_poll_out(io_uring_sqe* sqe, void* ctx) {
 }  // namespace
 
 long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check check, UringPrep prep, void* ctx,
-                std::uint32_t* cflags) {
+                char** data) {
   Ring* ring = current_ring();
   op_begin(pd, seq, check, op);
   struct End {
@@ -547,10 +554,11 @@ long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check ch
   // Completed anyway (the data arrived first): the result stands and the
   // fiber's next cancellation point throws; at shutdown it unwinds now.
   if (unwinding || (cancelled && res == -ECANCELED)) {
-    if (w.cflags & IORING_CQE_F_BUFFER) ring->pool_copy_and_return(w.cflags, nullptr, 0);
+    std::free(w.data);
     rt::throw_unwind();
   }
-  if (cflags) *cflags = w.cflags;
+  if (data) *data = w.data;
+  else std::free(w.data);
   return res;
 }
 namespace {
@@ -595,22 +603,14 @@ void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op) {
       u->receiving = true;
     }
     long r;
-    std::uint32_t flags = 0;
+    char* data = nullptr;
     try {
-      r = uring_wait(pd, seq, Dir::Read, op, Check::None, prep_recv_pool, pd, &flags);
+      r = uring_wait(pd, seq, Dir::Read, op, Check::None, prep_recv_pool, pd, &data);
     } catch (...) {
       std::lock_guard<weft::detail::SpinLock> g(pd->lock);
       u->receiving = false;
       wake_receivers(pd);
       throw;
-    }
-    char* data = nullptr;
-    if (r > 0 && (flags & IORING_CQE_F_BUFFER)) {
-      data = static_cast<char*>(std::malloc(static_cast<std::size_t>(r)));
-      ring->pool_copy_and_return(flags, data, data ? static_cast<std::size_t>(r) : 0);
-      if (!data) r = -ENOMEM;
-    } else if (flags & IORING_CQE_F_BUFFER) {
-      ring->pool_copy_and_return(flags, nullptr, 0);
     }
     bool poll = false, done = false;
     {

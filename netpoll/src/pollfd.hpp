@@ -136,7 +136,7 @@ struct UringOp : IoWaiter {
   bool done = false;
   bool cancelling = false;  // a cancel for it is queued (close, deadline, the fiber's cancellation)
   int res = 0;
-  std::uint32_t cflags = 0;  // the completion's flags (the provided buffer it filled)
+  char* data = nullptr;  // a provided buffer's bytes, copied out by the completion (malloc'd)
   Ring* ring = nullptr;
   PollDesc* pd = nullptr;
   WaitList* list = nullptr;  // where it is queued (UringSide::ops)
@@ -270,11 +270,11 @@ using UringPrep = void (*)(io_uring_sqe* sqe, void* ctx);
 // before submitting, and weft::Cancelled (throw_unwind) when the fiber was
 // cancelled and the operation did not complete. Never returns before the
 // completion arrived, so the kernel is done with the caller's buffer.
-// cflags: where to store the completion's flags (a provided buffer it
-// filled: the caller owns it; one taken by a completion the call throws
-// for is handed back here).
+// data: where to store what a receive into a provided buffer brought (the
+// completion copies it out, malloc'd, and hands the buffer back at once;
+// the caller frees it; a call that throws frees it).
 long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check check, UringPrep prep, void* ctx,
-                std::uint32_t* cflags = nullptr);
+                char** data = nullptr);
 
 // io_uring: TcpStream::wait_readable. Parks until data arrived, taking it
 // from the kernel into the descriptor's stash with a provided buffer (no
