@@ -273,7 +273,7 @@ class Netpoller final : public rt::IdlePoller {
   // its descriptor are valid here.
   static void complete(std::uint64_t ud, int res, std::uint32_t flags) noexcept {
     auto* w = reinterpret_cast<UringOp*>(ud);
-    PollDesc* pd = w->pd;
+    PollDesc* pd = w->pd.load(std::memory_order_acquire);
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
     w->res = res;
     // A receive into a provided buffer: copy it out and hand the buffer
@@ -508,8 +508,8 @@ long uring_wait(PollDesc* pd, std::uint32_t seq, Dir d, const char* op, Check ch
   const WaitKind kind = d == Dir::Read ? WaitKind::IoRead : WaitKind::IoWrite;
   UringOp w;
   w.ring = ring;
-  w.pd = pd;
   w.list = &uring_side(pd).ops[static_cast<int>(d)];
+  w.pd.store(pd, std::memory_order_release);
   std::unique_lock<weft::detail::SpinLock> g(pd->lock);
   check_open(g, pd, seq, d, op);
   w.parker = rt::prepare_park(kind, pd);
@@ -642,7 +642,7 @@ void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op) {
   }
 }
 #else
-long uring_wait(PollDesc*, std::uint32_t, Dir, const char*, Check, UringPrep, void*, std::uint32_t*) { std::abort(); }
+long uring_wait(PollDesc*, std::uint32_t, Dir, const char*, Check, UringPrep, void*, char**) { std::abort(); }
 void uring_wait_readable(PollDesc*, std::uint32_t, const char*) { std::abort(); }
 #endif
 

@@ -138,8 +138,13 @@ struct UringOp : IoWaiter {
   int res = 0;
   char* data = nullptr;  // a provided buffer's bytes, copied out by the completion (malloc'd)
   Ring* ring = nullptr;
-  PollDesc* pd = nullptr;
   WaitList* list = nullptr;  // where it is queued (UringSide::ops)
+  // Read by the completion before it takes pd's lock: published with
+  // release before the SQE is queued, read with acquire. The kernel orders
+  // the two already (the submitter's io_uring_enter, the CQ tail's
+  // release, the reaper's acquire), but a sanitizer cannot see through
+  // the kernel: this edge is the one TSan sees.
+  std::atomic<PollDesc*> pd{nullptr};
 };
 
 struct WaitList {
