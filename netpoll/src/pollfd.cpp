@@ -268,6 +268,7 @@ class Netpoller final : public rt::IdlePoller {
     if (ev.readable) give_edge(pd->rd);
     if (ev.writable) give_edge(pd->wr);
   }
+#ifdef WEFT_IO_URING
   // An io_uring completion: its waiter is still parked in uring_wait (it
   // leaves only once `done`, read under the same lock), so the record and
   // its descriptor are valid here.
@@ -288,6 +289,7 @@ class Netpoller final : public rt::IdlePoller {
     if (w->queued) remove(*w->list, w);
     rt::unpark(w->parker, WakeReason::Event);
   }
+#endif
   std::optional<Backend> backend_;
 #ifdef WEFT_IO_URING
   std::unique_ptr<Ring> ring_;
@@ -683,16 +685,14 @@ namespace {
 // does the work. A withdrawn poll (close, deadline) throws at the next
 // try; one the kernel cancelled for its own reasons is retried. Out of
 // line, as arm_late: wait()'s frame is on every idle connection's stack.
-[[gnu::noinline]] void uring_poll(PollDesc* pd, std::uint32_t seq, Dir d, const char* op) {
 #ifdef WEFT_IO_URING
+[[gnu::noinline]] void uring_poll(PollDesc* pd, std::uint32_t seq, Dir d, const char* op) {
   for (;;) {
     long r = uring_wait(pd, seq, d, op, Check::None, d == Dir::Read ? prep_poll : prep_poll_out, pd);
     if (r != -ECANCELED) return;
   }
-#else
-  (void)pd, (void)seq, (void)d, (void)op;
-#endif
 }
+#endif
 
 // Opened on an io_uring runtime, waited for on an epoll one: registers it
 // here (once; pd->lock, held by g, orders racing first waits).
