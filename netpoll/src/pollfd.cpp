@@ -649,7 +649,6 @@ void uring_wait_readable(PollDesc*, std::uint32_t, const char*) { std::abort(); 
 #endif
 
 UringSide& uring_side(PollDesc* pd) { return pool().side(pd); }
-UringSide* uring_side_if(PollDesc* pd) noexcept { return pool().side_if(pd); }
 
 long take_stash(PollDesc* pd, std::uint32_t seq, char* buf, std::size_t len, bool may_skip) noexcept {
   if (!pd->stashed.load(std::memory_order_relaxed)) return kNoStash;

@@ -209,8 +209,7 @@ struct UringSide {
   // more than it took); a hint, relaxed, any incarnation.
   std::atomic<bool> more[2] = {false, false};
 };
-UringSide& uring_side(PollDesc* pd);              // allocates its chunk's on first use (throws bad_alloc)
-UringSide* uring_side_if(PollDesc* pd) noexcept;  // nullptr if never used
+UringSide& uring_side(PollDesc* pd);  // allocates its chunk's on first use (throws bad_alloc)
 
 // Registers a non-blocking fd with the current runtime's poller and returns
 // its descriptor and the incarnation's seq. Throws std::system_error (and

@@ -143,7 +143,6 @@ int Ring::enter(unsigned submit, unsigned wait, Clock::time_point deadline) noex
       flags |= IORING_ENTER_EXT_ARG;
     }
   }
-  enters_.fetch_add(1, std::memory_order_relaxed);
   int r = (flags & IORING_ENTER_EXT_ARG)
               ? io_uring_enter2(ring_.ring_fd, submit, wait, flags, reinterpret_cast<sigset_t*>(&arg), sizeof arg)
               : io_uring_enter(ring_.ring_fd, submit, wait, flags, nullptr);

@@ -105,9 +105,6 @@ class Ring {
   void wake() noexcept;
   bool has_pending() const noexcept { return pending_.load(std::memory_order_relaxed); }
 
-  // Counters for stats and benchmarks: io_uring_enter calls made.
-  std::uint64_t enters() const noexcept { return enters_.load(std::memory_order_relaxed); }
-
  private:
   Ring() = default;
   io_uring_sqe* next_sqe();           // under sq_lock_
@@ -121,7 +118,6 @@ class Ring {
   std::atomic<bool> pending_{false};  // SQEs queued since the last flush (a hint)
   std::atomic<bool> waiting_{false};  // a poller is (about to be) blocked in enter
   std::atomic<bool> wake_pending_{false};
-  std::atomic<std::uint64_t> enters_{0};
   int wakefd_ = -1;
   weft::detail::SpinLock pool_lock_;
   io_uring_buf_ring* pool_ring_ = nullptr;  // the buffer ring (mmap), kPoolBufs entries
