@@ -268,7 +268,11 @@ void monitor_loop(Runtime& r, platform::ThreadId run_caller) noexcept {
   // CPU time of the worker's thread when it was first seen not switching:
   // a worker the OS merely keeps off the CPU (more workers than cores: it
   // got under a third of the wall time) is not reported, and no spare is
-  // started for it; one that burns CPU or sleeps in a system call is.
+  // started for it; one that burns CPU or sleeps in a system call is. On
+  // a machine so loaded that a hog gets under a third of a core, the hog is
+  // still one once it has burned a whole threshold of CPU without a switch
+  // (the third alone would hide it, and a one-worker runtime's other
+  // fibers with it, for as long as the load lasts).
   std::vector<std::int64_t> cpu_base(nmax, -1);
   std::vector<bool> backlog(nmax, false);
   std::unordered_set<std::uint64_t> reported;  // fiber ids reported stuck
@@ -308,8 +312,8 @@ void monitor_loop(Runtime& r, platform::ThreadId run_caller) noexcept {
         }
         if (queued) rescue(r, w);
         waiting = waiting || queued;
-        if (now - since[i] >= threshold &&
-            (cpu_ms(w) - cpu_base[i] >= (now - since[i]) / 3 || blocked_in_kernel(w))) {
+        std::int64_t cpu = cpu_ms(w) - cpu_base[i];
+        if (now - since[i] >= threshold && (cpu >= (now - since[i]) / 3 || cpu >= threshold || blocked_in_kernel(w))) {
           stuck_long++;
           if (!w.reported.exchange(true, std::memory_order_relaxed)) to_report.emplace_back(&w, now - since[i]);
         }

@@ -9,6 +9,7 @@
 
 #include <netinet/in.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -38,14 +40,13 @@ void spin_for(std::chrono::nanoseconds d) {
 
 class Monitor : public weft_test::RuntimeTest, public ::testing::WithParamInterface<unsigned> {};
 
-// A fiber hogs a worker for at least 1 s while two fibers ping-pong over
-// channels: the ping-pong keeps going during the hog (counted from inside
-// the hog), on one worker (through a spare worker thread) and on two. The
-// hog spins on until 100 rounds went by (30 s at most: then the ping-pong
-// stalled), so a machine too loaded to give the ping-pong 100 rounds in
-// the first second makes the test slower, never failed.
-TEST_P(Monitor, PingPongProgressesWhileAFiberSpins) {
-  testing::internal::CaptureStderr();
+// Two fibers ping-pong over channels while a fiber named "hog" spins for
+// at least `first_spin` without any weft call; returns the rounds played
+// during the hog, counted from inside it. The hog spins on until 100
+// rounds went by (30 s at most: then the ping-pong stalled), so a machine
+// too loaded to give the ping-pong 100 rounds in `first_spin` makes a test
+// slower, never failed.
+std::uint64_t ping_pong_past_a_hog(unsigned workers, std::chrono::milliseconds first_spin) {
   std::uint64_t during = 0;
   weft::run(
       [&] {
@@ -66,7 +67,7 @@ TEST_P(Monitor, PingPongProgressesWhileAFiberSpins) {
         while (rounds.load() < 100) weft::this_fiber::yield();  // the ping-pong is under way
         auto hog = weft::go(weft::Named{"hog"}, [&] {
           std::uint64_t before = rounds.load();
-          spin_for(1s);
+          spin_for(first_spin);
           auto bound = Clock::now() + 30s;
           while (rounds.load() - before <= 100 && Clock::now() < bound) spin_for(10ms);
           during = rounds.load() - before;
@@ -76,7 +77,16 @@ TEST_P(Monitor, PingPongProgressesWhileAFiberSpins) {
         a.join();
         b.join();
       },
-      {.workers = GetParam()});
+      {.workers = workers});
+  return during;
+}
+
+// A fiber hogs a worker for at least 1 s while two fibers ping-pong: the
+// ping-pong keeps going during the hog, on one worker (through a spare
+// worker thread) and on two, and the hog is reported with its spawn site.
+TEST_P(Monitor, PingPongProgressesWhileAFiberSpins) {
+  testing::internal::CaptureStderr();
+  std::uint64_t during = ping_pong_past_a_hog(GetParam(), 1s);
   std::string err = testing::internal::GetCapturedStderr();
   EXPECT_GT(during, 100u) << "the ping-pong stalled behind the hog";
   EXPECT_NE(err.find("\"hog\" has run for"), std::string::npos) << err;
@@ -85,6 +95,45 @@ TEST_P(Monitor, PingPongProgressesWhileAFiberSpins) {
   EXPECT_TRUE(std::regex_search(err, std::regex(R"(spawned at (\S*reliability_test\.cpp:\d+|.*runtime_tests\+0x[0-9a-f]+\)))")))
       << err;
 }
+
+#ifdef __linux__  // sched_setaffinity
+// The hog on an oversubscribed core. Found when the test above failed on a
+// machine loaded far beyond its cores: no report on either worker count,
+// and on one worker no spare, so the ping-pong queued behind the hog
+// stalled for the whole 30 s. The monitor told a stuck worker from one the
+// OS keeps off the CPU by the share of the wall time its thread ran (a
+// third); that hog got less, so it was never stuck. Here the process runs
+// on one CPU beside five threads that spin, so the one worker's thread gets
+// about a sixth of the wall time, every time: the hog still burns a whole
+// threshold (10 ms) of CPU within about 60 ms, which now makes it stuck,
+// reported, and replaced by a spare that runs the ping-pong.
+TEST(MonitorLoaded, HogOnAnOversubscribedCpuIsReportedAndSpared) {
+  cpu_set_t before, one;
+  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &before)) cpu++;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  // This thread only: the spinners, the workers and the monitor it starts
+  // inherit it.
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  std::atomic<bool> done{false};
+  std::vector<std::thread> spinners;
+  for (int i = 0; i < 5; i++)
+    spinners.emplace_back([&] {
+      while (!done.load(std::memory_order_relaxed)) {
+      }
+    });
+  testing::internal::CaptureStderr();
+  std::uint64_t during = ping_pong_past_a_hog(1, 100ms);
+  std::string err = testing::internal::GetCapturedStderr();
+  done = true;
+  for (auto& t : spinners) t.join();
+  ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
+  EXPECT_GT(during, 100u) << "the ping-pong stalled behind the hog";
+  EXPECT_NE(err.find("\"hog\" has run for"), std::string::npos) << err;
+}
+#endif
 
 // A fiber whose channel operations never park (a buffered channel it
 // drains itself) would keep its worker forever without the budget: with
@@ -337,14 +386,21 @@ TEST(Dump, CalledOffRuntimeThrows) {
 TEST(Stats, CountsWhatHappened) {
   weft::run(
       [] {
+        // Each fiber parks on the gate, which opens once all 100 are seen
+        // parked. (They used to sleep 1 ms each: a sleep whose timer fires
+        // before its fiber reaches the switch does not park, which the
+        // chaos build's delays made happen, parks 99.)
         weft::WaitGroup wg;
+        weft::Chan<int> gate(0);
         for (int i = 0; i < 100; i++) {
           wg.add(1);
           weft::spawn([&] {
-            weft::this_fiber::sleep_for(1ms);
+            (void)gate.recv();
             wg.done();
           });
         }
+        weft_test::wait_parked(100);
+        gate.close();
         wg.wait();
         // The last done() caller may still be finishing (found by the chaos
         // build: fibers_live 2 read right after the wait).
