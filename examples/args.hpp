@@ -49,6 +49,12 @@ class Flags {
     return *this;
   }
 
+  // A switch: --name, no value; sets out to true.
+  Flags& toggle(const char* name, bool& out, const char* help) {
+    flags_.push_back({name, "", help, [&out](const char*, const char*, const char*) { out = true; }, false});
+    return *this;
+  }
+
   // Accept positional arguments (shown as `meta` in the usage) into out.
   Flags& positional(std::vector<std::string>& out, const char* meta) {
     positional_ = &out;
@@ -58,14 +64,14 @@ class Flags {
 
   void usage(const char* prog, std::FILE* to) const {
     std::fprintf(to, "usage: %s", prog);
-    for (const auto& f : flags_) std::fprintf(to, " [%s %s]", f.name.c_str(), f.meta.c_str());
+    for (const auto& f : flags_) std::fprintf(to, " [%s%s%s]", f.name.c_str(), f.has_value ? " " : "", f.meta.c_str());
     if (positional_) std::fprintf(to, " %s", positional_meta_.c_str());
     std::fprintf(to, "\n%s", about_.c_str());
     for (const auto& f : flags_) {
       std::string help = f.help;  // a help text's own lines line up under its first
       for (std::size_t i = 0; (i = help.find('\n', i)) != std::string::npos; i += 1 + kColumn + 3)
         help.insert(i + 1, kColumn + 3, ' ');
-      std::fprintf(to, "  %-*s %s\n", kColumn, (f.name + " " + f.meta).c_str(), help.c_str());
+      std::fprintf(to, "  %-*s %s\n", kColumn, (f.name + (f.has_value ? " " : "") + f.meta).c_str(), help.c_str());
     }
   }
 
@@ -80,7 +86,9 @@ class Flags {
       const Flag* f = nullptr;
       for (const auto& g : flags_)
         if (g.name == a) f = &g;
-      if (f) {
+      if (f && !f->has_value) {
+        f->set(prog, a.c_str(), nullptr);
+      } else if (f) {
         if (i + 1 >= argc) {
           std::fprintf(stderr, "%s: %s needs a value (try --help)\n", prog, a.c_str());
           std::exit(2);
@@ -100,6 +108,7 @@ class Flags {
   struct Flag {
     std::string name, meta, help;
     std::function<void(const char* prog, const char* flag, const char* value)> set;
+    bool has_value = true;  // false: a switch (toggle)
   };
   std::string about_;
   std::vector<Flag> flags_;

@@ -1,12 +1,15 @@
 // echo_server: one fiber per connection, echoing what it reads.
-//   echo_server [--listen ADDR] [--workers N] [--hogs N]     (default 127.0.0.1:9000)
+//   echo_server [--listen ADDR] [--workers N] [--hogs N] [--stats]   (default 127.0.0.1:9000)
 // --hogs N also starts N fibers that spin in a CPU-bound loop forever and
 // never park or yield: the echo latency then shows whether the runtime keeps
 // serving connections while every worker is taken (bench/net_bench.py --only hogs).
+// --stats: on SIGINT or SIGTERM, print the scheduler's counters (weft::stats())
+// on stderr and exit (bench/net_bench.py --stats shows them per run).
 #include <weft/weft.hpp>
 
 #include "args.hpp"
 
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -31,12 +34,28 @@ namespace {
   while (std::size_t n = c.read(buf)) c.write_all({buf, n});
 }
 
+void print_stats(const weft::Stats& s) {
+  std::fprintf(stderr,
+               "weft stats: switches=%llu steals=%llu parks=%llu polls=%llu polls_busy=%llu polls_spinning=%llu "
+               "polls_blocking=%llu spin_rounds=%llu spins_fruitless=%llu futex_sleeps=%llu wakes_futex=%llu "
+               "wakes_poller=%llu wakes_kept=%llu\n",
+               static_cast<unsigned long long>(s.switches), static_cast<unsigned long long>(s.steals),
+               static_cast<unsigned long long>(s.parks), static_cast<unsigned long long>(s.polls),
+               static_cast<unsigned long long>(s.polls_busy), static_cast<unsigned long long>(s.polls_spinning),
+               static_cast<unsigned long long>(s.polls_blocking), static_cast<unsigned long long>(s.spin_rounds),
+               static_cast<unsigned long long>(s.spins_fruitless), static_cast<unsigned long long>(s.futex_sleeps),
+               static_cast<unsigned long long>(s.wakes_futex), static_cast<unsigned long long>(s.wakes_poller),
+               static_cast<unsigned long long>(s.wakes_kept));
+  std::fflush(stderr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   ServerArgs args{"127.0.0.1:9000", 0};
   unsigned hogs = 0;
   unsigned plain_read = 0;
+  bool stats = false;
   Flags flags("Echoes what each connection sends, one fiber per connection.\n");
   add_server_flags(flags, args);
   flags.number("--hogs", hogs,
@@ -47,10 +66,20 @@ int main(int argc, char** argv) {
                "1: each connection reads into a buffer it holds (read(), the straight-line style) instead\n"
                "of waiting for readability holding none (an idle connection then costs one stack page)",
                0, 1);
+  flags.toggle("--stats", stats, "on SIGINT or SIGTERM, print the scheduler's counters (weft::stats()) and exit");
   flags.parse(argc, argv);
   try {
     return weft::run(
         [&] {
+          if (stats) {
+            weft::Chan<int> sigs(2);
+            weft::notify_signals(sigs, {SIGINT, SIGTERM});
+            weft::spawn([sigs]() mutable {
+              sigs.recv();
+              print_stats(weft::stats());
+              std::_Exit(0);  // the connections' fibers never end: no orderly shutdown to wait for
+            });
+          }
           auto ln = weft::net::TcpListener::listen(args.listen);
           std::printf("echo server listening on %s", ln.local_addr().c_str());
           if (hogs) std::printf(", %u CPU hog fiber(s)", hogs);

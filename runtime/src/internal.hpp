@@ -130,6 +130,11 @@ struct Worker : WorkerBase {
   bool has_cpu_clock = false;         // written before tid (release)
   // Counters: written by the owner only (relaxed), read by anyone.
   std::atomic<std::uint64_t> spawned{0}, exited{0}, switches{0}, steals{0}, parks{0}, budget_yields{0};
+  // Where an idle or between-fibers worker spends itself (weft::Stats has
+  // their meaning): rounds of the spin loop, spin phases that found nothing,
+  // polls by path, futex sleeps, and poller/timer wakes kept for itself.
+  std::atomic<std::uint64_t> spin_rounds{0}, spins_fruitless{0}, polls_busy{0}, polls_spinning{0}, polls_blocking{0},
+      futex_sleeps{0}, wakes_kept{0};
   // Per-context state saved across switches for the scheduler context.
   void* sched_eh[2] = {nullptr, nullptr};
   void* eh_globals = nullptr;     // this thread's __cxa_eh_globals
@@ -186,6 +191,9 @@ class Runtime {
   std::atomic<std::int64_t> coarse_ms{0};
   Clock::time_point start_time = Clock::now();
   std::atomic<std::uint64_t> polls{0};
+  // wakep() calls that woke a worker, by how (any thread may wake: RMWs,
+  // paid only beside the futex or poller wake itself).
+  std::atomic<std::uint64_t> wakes_futex{0}, wakes_poller{0};
 
   void inject(Fiber* f) noexcept;                  // global queue + wakep
   Fiber* pop_global(Worker* w, bool batch) noexcept;
@@ -211,6 +219,11 @@ TeardownStats teardown_stats() noexcept;
 // one volatile asm (its initial-exec offset from the GOT, then %fs-relative),
 // which the compiler can neither cache nor hoist, and which works before any
 // static initialiser has run (park.hpp: current_worker_base).
+// One more on an owner-written counter (a plain relaxed store: no RMW).
+inline void bump(std::atomic<std::uint64_t>& c) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
 inline Worker* current_worker() noexcept { return static_cast<Worker*>(current_worker_base()); }
 void monitor_loop(Runtime& r, platform::ThreadId run_caller) noexcept;
 struct sigaction install_sigquit_dump() noexcept;  // returns the previous disposition

@@ -220,6 +220,8 @@ WEFT_RACY_READER Stats stats_of(Runtime& r) {
   }
   s.fibers_spawned = r.ext_spawned.load(std::memory_order_relaxed);
   s.polls = r.polls.load(std::memory_order_relaxed);
+  s.wakes_futex = r.wakes_futex.load(std::memory_order_relaxed);
+  s.wakes_poller = r.wakes_poller.load(std::memory_order_relaxed);
   s.stuck_reports = r.stuck_reports.load(std::memory_order_relaxed);
   s.stack_reserved = r.arena.reserved_bytes();
   s.stack_committed = r.arena.committed_bytes();
@@ -232,6 +234,13 @@ WEFT_RACY_READER Stats stats_of(Runtime& r) {
     s.steals += w.steals.load(std::memory_order_relaxed);
     s.parks += w.parks.load(std::memory_order_relaxed);
     s.budget_yields += w.budget_yields.load(std::memory_order_relaxed);
+    s.polls_busy += w.polls_busy.load(std::memory_order_relaxed);
+    s.polls_spinning += w.polls_spinning.load(std::memory_order_relaxed);
+    s.polls_blocking += w.polls_blocking.load(std::memory_order_relaxed);
+    s.spin_rounds += w.spin_rounds.load(std::memory_order_relaxed);
+    s.spins_fruitless += w.spins_fruitless.load(std::memory_order_relaxed);
+    s.futex_sleeps += w.futex_sleeps.load(std::memory_order_relaxed);
+    s.wakes_kept += w.wakes_kept.load(std::memory_order_relaxed);
     Stats::Worker ws;
     ws.switches = w.switches.load(std::memory_order_relaxed);
     ws.spare = i >= r.nworkers;

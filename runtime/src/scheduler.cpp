@@ -178,6 +178,7 @@ Fiber* steal(Worker* w) noexcept {
           !r.poller_busy.exchange(true, std::memory_order_acquire)) {
         r.last_poll_ns.store(now, std::memory_order_relaxed);
         r.polls.fetch_add(1, std::memory_order_relaxed);
+        bump(w->polls_busy);
         WEFT_CHAOS_POINT();
         w->batch_wake = true;
         p->poll(Clock::time_point::min());
@@ -225,6 +226,7 @@ void sleep_worker(Runtime& r, Worker* w, std::int64_t deadline) noexcept {
       w->in_poller = w->in_idle_list;
     }
     r.polls.fetch_add(1, std::memory_order_relaxed);
+    bump(w->polls_blocking);
     WEFT_CHAOS_POINT();
     if (w->sleep_word.load(std::memory_order_acquire) == 0)
       p->poll(deadline == kNoDeadline ? Clock::time_point::max() : Clock::time_point(std::chrono::nanoseconds(deadline)));
@@ -232,6 +234,7 @@ void sleep_worker(Runtime& r, Worker* w, std::int64_t deadline) noexcept {
     r.poller_busy.store(false, std::memory_order_release);
     return;
   }
+  bump(w->futex_sleeps);
   futex_wait(&w->sleep_word, 0, deadline);
 }
 
@@ -286,6 +289,7 @@ Fiber* find_work(Worker* w) noexcept {
       // (Go's findrunnable checks netpoll before it steals, too).
       std::int64_t spin_until = to_ns(Clock::now()) + kSpinNs;
       for (unsigned round = 0;; round++) {
+        bump(w->spin_rounds);
         if (Fiber* f = steal(w)) {
           reset_spinning(w);
           return f;
@@ -294,6 +298,7 @@ Fiber* find_work(Worker* w) noexcept {
         if (p) {  // every ~16 us: a poll is a system call
           if (!r.poller_busy.exchange(true, std::memory_order_acq_rel)) {
             r.polls.fetch_add(1, std::memory_order_relaxed);
+            bump(w->polls_spinning);
             WEFT_CHAOS_POINT();
             p->poll(Clock::time_point::min());
             r.last_poll_ns.store(to_ns(Clock::now()), std::memory_order_relaxed);
@@ -316,6 +321,7 @@ Fiber* find_work(Worker* w) noexcept {
       }
       w->spinning = false;
       r.nspinning.fetch_sub(1, std::memory_order_seq_cst);
+      bump(w->spins_fruitless);
     }
     // Going to sleep. Register first, then look once more: a waker either
     // sees us in the idle list or we see its work (both sides seq_cst).
@@ -501,8 +507,10 @@ void Runtime::wakep() noexcept {
     return;
   }
   if (via_poller) {
+    wakes_poller.fetch_add(1, std::memory_order_relaxed);
     if (IdlePoller* p = poller.load(std::memory_order_acquire)) p->wake();
   } else {
+    wakes_futex.fetch_add(1, std::memory_order_relaxed);
     futex_wake(&v->sleep_word, 1);
   }
 }

@@ -88,6 +88,16 @@ struct Stats {
   std::uint64_t fibers_parked = 0;
   std::uint64_t switches = 0, steals = 0, parks = 0, polls = 0;
   std::uint64_t budget_yields = 0;   // yields forced by the cooperative budget
+  // What idle workers cost (polls = polls_busy + polls_spinning + polls_blocking):
+  std::uint64_t polls_busy = 0;      // non-blocking polls by a busy worker between fibers
+  std::uint64_t polls_spinning = 0;  // non-blocking polls by a spinning (idle) worker
+  std::uint64_t polls_blocking = 0;  // polls an idle worker slept in, until I/O, a timer or a wake
+  std::uint64_t spin_rounds = 0;     // rounds of idle workers' spin loops (each tries to steal)
+  std::uint64_t spins_fruitless = 0; // spin phases that found nothing (the worker then slept)
+  std::uint64_t futex_sleeps = 0;    // sleeps of idle workers on their futex (not in the poller)
+  std::uint64_t wakes_futex = 0;     // idle workers woken from their futex
+  std::uint64_t wakes_poller = 0;    // idle workers woken out of the poller
+  std::uint64_t wakes_kept = 0;      // fibers readied by a poll or timer that their worker kept without a wake
   std::uint64_t stuck_reports = 0;   // fibers the monitor reported for hogging a worker
   std::size_t stack_reserved = 0;    // bytes of address space held for stacks
   std::size_t stack_committed = 0;   // bytes of stack memory resident
