@@ -28,7 +28,9 @@ void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept { platform::fu
 //   a lasting backlog). A fiber it displaces goes to the run queue.
 // - From a timer or the poller (run by an idle worker, or by a busy one
 //   between fibers: Worker::batch_wake), or from the idle path: f goes to
-//   the run queue and an idle worker is woken. A poll that readies many
+//   the run queue, and an idle worker is woken once that queue holds a
+//   backlog (two or more: what an idle worker may steal); a lone fiber is
+//   run by this worker itself, moments later. A poll that readies many
 //   fibers must not push them one by one through the lifo slot (each
 //   displacing the last, none shared).
 // - From outside the runtime (a plain thread, the blocking pool, another
@@ -49,7 +51,24 @@ void ready(Fiber* f) noexcept {
     if (Fiber* old = lifo_put(w, f)) push_local(w, old);
   } else {
     push_local(w, f);
-    r->wakep();
+    // Keep a lone fiber, wake a helper for a backlog. An idle worker could
+    // not take a lone queued fiber anyway (scheduler.cpp: stealable), so
+    // waking one for it bought a futex wake, a fruitless spin and a futex
+    // sleep (at workers=2, most polls of an echo server ready one fiber:
+    // the woken worker found nothing, and the two swapped the poller back
+    // and forth). The fiber is still found without a wake: this worker is
+    // either on its idle path (find_work: it picks from its own queue right
+    // after the timer run or poll that readied f) or between fibers
+    // (pick_periodic: pick_local pops its queue next); if it gets stuck in
+    // a long fiber before reaching f, the monitor marks it stuck, which
+    // makes a single queued fiber stealable, and wakes an idle worker
+    // (monitor.cpp), as for a yielded or spawning parent (switch.hpp). The
+    // second fiber queued is stealable, and wakes a helper at once.
+    if (w->q.size() > 1) {
+      r->wakep();
+    } else {
+      bump(w->wakes_kept);
+    }
   }
 }
 

@@ -541,6 +541,115 @@ TEST(NetScale, ManyIdleConnections) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+// Fibers readied by a poll go to the polling worker's queue, and a lone one
+// wakes no other worker (runtime/src/park.cpp: ready): the worker that
+// polled runs it itself. Here many connections play 64-byte ping-pong
+// while fibers that burn ~200 us of CPU between yields keep every worker
+// busy, so polls happen between fibers (the busy worker's periodic poll)
+// and on the idle path alike, readying one fiber or many. Every round trip
+// must complete: a read deadline of 20 s on the clients turns a lost wake
+// into a weft::Timeout (a failure) rather than a hang.
+TEST_P(Net, PollerWakesAreRunWhileEveryWorkerIsBusy) {
+  const int conns = scaled(50, 10);
+  const int rounds = scaled(200, 20);
+  weft::run(
+      [&] {
+        auto ln = TcpListener::listen("127.0.0.1:0");
+        std::string addr = ln.local_addr();
+        auto server = weft::go([&] {
+          for (int i = 0; i < conns; i++)
+            weft::spawn([c = ln.accept()]() mutable {
+              char buf[64];
+              while (auto n = c.read(buf)) c.write_all({buf, n});
+            });
+        });
+        std::atomic<bool> stop{false};
+        std::atomic<int> gave_up{0};
+        std::vector<weft::JoinHandle<void>> burners;
+        for (unsigned i = 0; i < GetParam(); i++)
+          burners.push_back(weft::go([&] {
+            auto t0 = Clock::now();
+            while (!stop.load()) {
+              if (Clock::now() - t0 > 60s) {
+                gave_up++;
+                return;
+              }
+              auto slice = Clock::now();
+              while (Clock::now() - slice < 200us) {
+              }
+              weft::this_fiber::yield();
+            }
+          }));
+        weft::WaitGroup wg;
+        std::atomic<int> ok{0}, timeouts{0};
+        for (int i = 0; i < conns; i++) {
+          wg.add();
+          weft::spawn([&, i] {
+            try {
+              auto c = TcpStream::connect(addr);
+              c.set_read_deadline(Clock::now() + 20s);
+              char msg[64], got[64];
+              int good = 0;
+              for (int r = 0; r < rounds; r++) {
+                std::memset(msg, 'a' + (i + r) % 26, sizeof msg);
+                c.write_all({msg, sizeof msg});
+                std::size_t have = 0;
+                while (have < sizeof got) {
+                  std::size_t n = c.read({got + have, sizeof got - have});
+                  if (n == 0) break;
+                  have += n;
+                }
+                if (have == sizeof got && std::memcmp(msg, got, sizeof msg) == 0) good++;
+              }
+              if (good == rounds) ok++;
+            } catch (const weft::Timeout&) {
+              timeouts++;
+            }
+            wg.done();
+          });
+        }
+        wg.wait();
+        stop = true;
+        for (auto& b : burners) b.join();
+        server.join();
+        EXPECT_EQ(timeouts.load(), 0) << "round trips stalled: a poller wake was lost";
+        EXPECT_EQ(ok.load(), conns);
+        EXPECT_EQ(gave_up.load(), 0);
+      },
+      {.workers = GetParam()});
+}
+
+// The poll counters by path (weft::Stats: polls = polls_busy +
+// polls_spinning + polls_blocking). On a one-worker runtime the worker is
+// the caller, so a snapshot taken on the fiber is exact (nothing polls while
+// it runs); a fiber parked on a socket that another fiber fills 20 ms later
+// leaves the worker blocked in the poller meanwhile, and one worker never
+// spins (there is no one to steal from).
+TEST(NetStats, PollsAreCountedByPath) {
+  weft::run(
+      [] {
+        auto ln = TcpListener::listen("127.0.0.1:0");
+        auto writer = weft::go([addr = ln.local_addr()] {
+          auto c = TcpStream::connect(addr);
+          weft::this_fiber::sleep_for(20ms);
+          c.write_all("x");
+          char b;
+          (void)c.read({&b, 1});
+        });
+        auto s = ln.accept();
+        char b;
+        ASSERT_EQ(s.read({&b, 1}), 1u);  // parks: the worker blocks in the poller
+        weft::Stats st = weft::stats();
+        EXPECT_EQ(st.polls, st.polls_busy + st.polls_spinning + st.polls_blocking);
+        EXPECT_GE(st.polls_blocking, 1u);
+        EXPECT_EQ(st.spin_rounds, 0u);
+        EXPECT_EQ(st.spins_fruitless, 0u);
+        s.write_all("y");
+        writer.join();
+      },
+      {.workers = 1});
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, Net, ::testing::Values(1u, 2u, 4u), [](const auto& info) {
   return std::string("w") + std::to_string(info.param);
 });

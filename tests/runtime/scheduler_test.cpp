@@ -2,7 +2,9 @@
 // a CPU-bound fiber does not stall the fibers queued behind it on its
 // worker (the monitor marks it stuck, another worker steals), the lifo
 // slot does not starve the run queue, and fibers woken from outside the
-// runtime (global queue) run while others keep yielding. Verdicts are
+// runtime (global queue) run while others keep yielding, and fibers woken by
+// timers (kept by the worker that fired them, park.cpp: ready) run while
+// every worker is busy or all are idle. Verdicts are
 // "eventually happened" with generous bounds, never speeds.
 #include <atomic>
 #include <thread>
@@ -98,6 +100,64 @@ TEST_P(Sched, GlobalQueueNotStarvedByYielders) {
     stop = true;
     t.join();
     for (auto& y : yielders) y.join();
+  }, opts());
+}
+
+// A timer fired between fibers (pick_periodic) or on the idle path readies
+// its fiber into the firing worker's queue and, a lone fiber not being
+// stealable, wakes nobody (park.cpp: ready): the firing worker must run it
+// itself. Here every worker is taken by a fiber that burns ~200 us of CPU
+// between yields, and a sleeper must still complete its 30 sleeps (each
+// wake is kept by a busy worker, never handed to an idle one); the burners
+// give up after 30 s, which fails the test.
+TEST_P(Sched, TimerWokenFiberRunsWhileEveryWorkerIsBusy) {
+  weft::run([] {
+    std::atomic<bool> stop{false};
+    std::atomic<unsigned> gave_up{0};
+    std::vector<weft::JoinHandle<void>> burners;
+    for (unsigned i = 0; i < GetParam(); i++)
+      burners.push_back(weft::go([&] {
+        auto t0 = weft::Clock::now();
+        while (!stop.load()) {
+          if (since(t0) > 30s) {
+            gave_up++;
+            return;
+          }
+          auto slice = weft::Clock::now();
+          while (since(slice) < 200us) {
+          }
+          weft::this_fiber::yield();
+        }
+      }));
+    auto sleeper = weft::go([] {
+      for (int i = 0; i < 30; i++) weft::this_fiber::sleep_for(1ms);
+    });
+    sleeper.join();
+    stop = true;
+    for (auto& b : burners) b.join();
+    EXPECT_EQ(gave_up.load(), 0u) << "the sleeper's timer wakes were lost while the workers were busy";
+  }, opts());
+}
+
+// Timer wakes on an otherwise idle runtime: the worker that fires a timer
+// keeps the lone fiber it readies (counted in Stats::wakes_kept) instead of
+// waking another worker that could not steal it. Many fibers sleeping at
+// once also make timer runs that ready two or more (a backlog, which does
+// wake a helper): every sleep must complete either way.
+TEST_P(Sched, TimerWakesAreKeptOrSharedNeverLost) {
+  weft::run([] {
+    for (int i = 0; i < 20; i++) weft::this_fiber::sleep_for(1ms);
+    EXPECT_GE(weft::stats().wakes_kept, 1u) << "20 lone timer wakes, none kept by the firing worker";
+    const int n = static_cast<int>(weft_test::scaled(200));
+    std::atomic<int> done{0};
+    std::vector<weft::JoinHandle<void>> sleepers;
+    for (int i = 0; i < n; i++)
+      sleepers.push_back(weft::go([&, i] {
+        for (int k = 0; k < 10; k++) weft::this_fiber::sleep_for(std::chrono::microseconds(100 + (i * 37 + k * 11) % 900));
+        done++;
+      }));
+    for (auto& s : sleepers) s.join();
+    EXPECT_EQ(done.load(), n);
   }, opts());
 }
 
