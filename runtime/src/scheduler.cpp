@@ -10,7 +10,9 @@
 //   or more fibers, or a single one behind a worker the monitor found stuck.
 //   A lone queued fiber on a busy worker (a spawning parent whose child runs
 //   for 20 ns) runs there a moment later; moving it would only bounce it
-//   across cores. Wakes of idle workers follow the same rule.
+//   across cores. Wakes of idle workers follow the same rule: a poll or a
+//   timer run that readies one fiber wakes nobody (the worker that polled
+//   runs it: park.cpp, ready), a second one queued wakes a helper.
 // - A fiber woken by a running fiber goes to that worker's lifo slot and runs
 //   next (message-passing locality, as Go's runnext and Tokio's LIFO slot).
 //   Like Tokio's, the slot is not stealable and waking into it does not wake
