@@ -45,17 +45,7 @@ std::string read_n(TcpStream& t, std::size_t n) {
   return got;
 }
 
-// Waits (bounded) until at least n fibers are parked.
-void wait_parked(std::uint64_t n) {
-  auto t0 = Clock::now();
-  while (weft::stats().fibers_parked < n) {
-    if (Clock::now() - t0 > kBound) {
-      ADD_FAILURE() << "fewer than " << n << " fibers parked after 10 s";
-      return;
-    }
-    weft::this_fiber::sleep_for(100us);
-  }
-}
+using net_test::wait_parked;
 
 class CancelNet : public net_test::WorkersParam {};
 

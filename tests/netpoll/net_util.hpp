@@ -25,6 +25,20 @@ namespace net_test {
 // n scaled by -Dstress_scale (percent), at least `floor`.
 inline int scaled(int n, int floor = 1) { return std::max(floor, n * WEFT_STRESS_SCALE / 100); }
 
+// Waits until at least n fibers of the current runtime are switched out in
+// a park (the caller, running, is not one of them). Bounded: 10 s, then a
+// test failure.
+inline void wait_parked(std::uint64_t n) {
+  auto t0 = std::chrono::steady_clock::now();
+  while (weft::stats().fibers_parked < n) {
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(10)) {
+      ADD_FAILURE() << "fewer than " << n << " fibers parked after 10 s";
+      return;
+    }
+    weft::this_fiber::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
 // Descriptors open in this process (a leak check: compare before and after).
 inline std::size_t open_fds() {
   std::size_t n = 0;

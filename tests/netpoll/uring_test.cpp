@@ -189,7 +189,7 @@ TEST_P(Completion, CloseWithReadsInFlightWakesEveryReader) {
             wg.done();
           });
         }
-        weft::this_fiber::sleep_for(5ms);  // all four parked (ring: in flight)
+        net_test::wait_parked(4);  // all four parked (ring: in flight)
         s.close();
         wg.wait();
         EXPECT_EQ(closed.load(), 4);
@@ -222,7 +222,7 @@ TEST_P(Completion, ShutdownUnwindsAFiberWithAReadInFlight) {
             (void)s.read(b);  // in flight until shutdown withdraws it
             ADD_FAILURE() << "read returned with nothing sent";
           });
-          weft::this_fiber::sleep_for(5ms);
+          net_test::wait_parked(1);  // the read is in flight
         },
         {.workers = workers, .poller = GetParam()});
     EXPECT_TRUE(unwound.load()) << workers << " workers";
@@ -302,7 +302,7 @@ TEST_P(Completion, SeveralWaitersOnOneSocketShareWhatArrives) {
             }
           });
         }
-        weft::this_fiber::sleep_for(5ms);  // all three waiting
+        net_test::wait_parked(3);  // all three waiting
         for (int i = 0; i < 50; i++) {
           c.write_all("0123456789");
           weft::this_fiber::sleep_for(100us);
