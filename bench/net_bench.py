@@ -110,6 +110,14 @@ class Server:
             self.proc.kill()
             self.proc.wait()
 
+    def weft_stats(self):
+        """The counters a stopped `echo_server --stats` printed, or None."""
+        self.err.seek(0)
+        for line in self.err.read().decode(errors="replace").splitlines():
+            if line.startswith("weft stats: "):
+                return {k: int(v) for k, v in (kv.split("=") for kv in line.split()[2:])}
+        return None
+
 
 def servers_echo(build, gobin, reactor):
     return {
@@ -164,7 +172,9 @@ def run_echo(loadgen, argv_of, conns, seconds, size=64, syscalls=False):
         srv.stop()
     kv = dict(x.split("=") for x in out.split()[1:])
     rps = float(kv["rps"])
-    return {"cpu_us": (c1 - c0) * 1e6 / max(1.0, rps * seconds), "rps": rps, "p50": float(kv["p50_us"]),
+    st = srv.weft_stats()  # the server's whole life: startup adds a handful
+    return {"stats": {k: v / max(1.0, rps * seconds) for k, v in st.items()} if st else None,
+            "cpu_us": (c1 - c0) * 1e6 / max(1.0, rps * seconds), "rps": rps, "p50": float(kv["p50_us"]),
             "sys_rt": nsys / max(1.0, rps * seconds) if nsys is not None else float("nan"),
             "p99": float(kv["p99_us"]), "p999": float(kv["p999_us"]), "errors": int(kv["errors"]),
             "cores": (c1 - c0) / seconds, "threads": nthreads}
@@ -306,6 +316,8 @@ def main():
     ap.add_argument("--uring", action="store_true", help="echo/http/memory: also weft with WEFT_POLLER=io_uring")
     ap.add_argument("--syscalls", action="store_true", help="echo: count the servers' system calls (perf stat)")
     ap.add_argument("--conns", default="100,1000", help="echo/http: connection counts")
+    ap.add_argument("--stats", action="store_true",
+                    help="echo: also the weft servers' scheduler counters (weft::stats()) per round trip")
     a = ap.parse_args()
     conn_list = [int(c) for c in a.conns.split(",")]
 
@@ -334,11 +346,19 @@ def main():
             for w in ("1", "2"):
                 srvs[f"weft-kqueue w={w}"] = (lambda w: lambda p: [f"{kq}/examples/echo_server", "--listen",
                                                                      f"127.0.0.1:{p}", "--workers", w])(w)
+        if a.stats:
+            for name in [n for n in srvs if n.startswith("weft")]:
+                srvs[name] = (lambda f: lambda p: f(p) + ["--stats"])(srvs[name])
+        stat_rows = []
         for conns in conn_list:
             results = {name: [] for name in srvs}
             for _ in range(a.reps):
                 for name, argv_of in srvs.items():  # interleaved: same noise for all
                     results[name].append(run_echo(loadgen, argv_of, conns, a.seconds, syscalls=a.syscalls))
+            for name, rs in results.items():
+                if rs[0]["stats"]:
+                    keys = rs[0]["stats"].keys()
+                    stat_rows.append((name, conns, {k: med([r["stats"][k] for r in rs]) for k in keys}))
             for name, rs in results.items():
                 print(f"| {name} | {conns} | {med([r['cpu_us'] for r in rs]):.2f} | {med([r['rps'] for r in rs]):.0f} | "
                       f"{med([r['p99'] for r in rs]):.0f} | {sum(r['errors'] for r in rs)} | {med([r['sys_rt'] for r in rs]):.2f} |")
@@ -355,6 +375,13 @@ def main():
                           f"{med([r['rps'] for r in k]) / med([r['rps'] for r in e]):.3f} | "
                           f"{med([r['p99'] for r in k]) / med([r['p99'] for r in e]):.3f} | |")
             sys.stdout.flush()
+        if stat_rows:
+            keys = list(stat_rows[0][2].keys())
+            print("\n### echo: weft's scheduler counters per round trip (weft::stats(), medians)")
+            print("| server | conns | " + " | ".join(keys) + " |")
+            print("|---|---|" + "---|" * len(keys))
+            for name, conns, st in stat_rows:
+                print(f"| {name} | {conns} | " + " | ".join(f"{st[k]:.3f}" for k in keys) + " |")
 
     if a.only in ("", "http"):
         if not shutil.which("wrk"):
