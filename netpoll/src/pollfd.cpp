@@ -161,10 +161,24 @@ void give_edge(Slot& s) noexcept {
   s.ready = true;
 }
 
-// Close and deadline expiry: every fiber parked for an edge wakes (and
-// throws); every io_uring operation in flight is cancelled, and its fiber
-// wakes with the completion (uring_wait), never before.
-void wake_all(PollDesc* pd, Dir d, WakeReason r) noexcept {
+// What wake_all leaves for after pd->lock is released: the kick of a ring
+// it queued cancels on (a system call, kept out of the spinlock).
+struct AfterUnlock {
+#ifdef WEFT_IO_URING
+  Ring* ring = nullptr;
+  void run() const noexcept {
+    if (ring) ring->kick();
+  }
+#else
+  void run() const noexcept {}
+#endif
+};
+
+// Close and deadline expiry, under pd->lock: every fiber parked for an edge
+// wakes (and throws); every io_uring operation in flight is cancelled, and
+// its fiber wakes with the completion (uring_wait), never before. The
+// caller runs `after` once it has released the lock.
+void wake_all(PollDesc* pd, Dir d, WakeReason r, [[maybe_unused]] AfterUnlock& after) noexcept {
   while (IoWaiter* w = pop_front(slot(pd, d).q)) rt::unpark(w->parker, r);
 #ifdef WEFT_IO_URING
   UringSide* u = pool().side_if(pd);
@@ -173,7 +187,7 @@ void wake_all(PollDesc* pd, Dir d, WakeReason r) noexcept {
     if (w->cancelling) continue;
     w->cancelling = true;
     w->ring->cancel(reinterpret_cast<std::uint64_t>(w));
-    w->ring->kick();
+    after.ring = w->ring;  // one ring per runtime: the same for every op
   }
 #endif
 }
@@ -318,12 +332,16 @@ Netpoller& netpoller() {
 void on_deadline(void* a, void*, std::uint64_t seq) {
   auto* pd = static_cast<PollDesc*>(a);
   Dir d = (seq & 1) ? Dir::Write : Dir::Read;
-  std::lock_guard<weft::detail::SpinLock> g(pd->lock);
-  if (seq_locked(pd) != static_cast<std::uint32_t>(seq >> 32)) return;
-  Slot& s = slot(pd, d);
-  if (s.timer_gen != static_cast<std::uint32_t>(seq >> 1) % (1u << 31)) return;  // superseded
-  pd->state.fetch_or(expired_bit(d), std::memory_order_relaxed);
-  wake_all(pd, d, WakeReason::Timeout);
+  AfterUnlock after;
+  {
+    std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+    if (seq_locked(pd) != static_cast<std::uint32_t>(seq >> 32)) return;
+    Slot& s = slot(pd, d);
+    if (s.timer_gen != static_cast<std::uint32_t>(seq >> 1) % (1u << 31)) return;  // superseded
+    pd->state.fetch_or(expired_bit(d), std::memory_order_relaxed);
+    wake_all(pd, d, WakeReason::Timeout, after);
+  }
+  after.run();
 }
 
 // Under pd->lock.
@@ -402,6 +420,7 @@ PollDesc* open_desc(int fd, std::uint32_t* seq_out, bool foreign) {
 
 void close_desc(PollDesc* pd, std::uint32_t seq) noexcept {
   std::uint64_t prev;
+  AfterUnlock after;
   {
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
     if (seq_locked(pd) != seq) return;  // already closed (or a stale socket)
@@ -409,9 +428,12 @@ void close_desc(PollDesc* pd, std::uint32_t seq) noexcept {
     drop_stash(pd);
     for (Dir d : {Dir::Read, Dir::Write}) {
       rt::timer_cancel(slot(pd, d).timer);
-      wake_all(pd, d, WakeReason::Event);  // each waiter sees the new seq and throws
+      wake_all(pd, d, WakeReason::Event, after);  // each waiter sees the new seq and throws
     }
   }
+  // Before final_close: an operation in flight holds the bracket, so the
+  // descriptor cannot be closed under the kernel before its cancel is in.
+  after.run();
   if ((prev & PollDesc::kCount) == 0) final_close(pd);
 }
 
@@ -752,8 +774,9 @@ void pass_edge(PollDesc* pd, std::uint32_t seq, Dir d) noexcept {
 
 void set_deadline(PollDesc* pd, std::uint32_t seq, Dir d, Clock::time_point t) {
   Slot& s = slot(pd, d);
+  AfterUnlock after;
   {
-    std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+    std::unique_lock<weft::detail::SpinLock> g(pd->lock);
     if (seq_locked(pd) == seq) {
       rt::timer_cancel(s.timer);
       s.timer_gen = (s.timer_gen + 1) % (1u << 31);
@@ -762,7 +785,9 @@ void set_deadline(PollDesc* pd, std::uint32_t seq, Dir d, Clock::time_point t) {
       if (t == Clock::time_point::max()) return;
       if (t <= Clock::now()) {
         pd->state.fetch_or(expired_bit(d), std::memory_order_relaxed);
-        wake_all(pd, d, WakeReason::Timeout);
+        wake_all(pd, d, WakeReason::Timeout, after);
+        g.unlock();
+        after.run();
         return;
       }
       s.timer.when = t;

@@ -92,7 +92,9 @@
 //   provided buffer, one receive at a time per descriptor (`receiving`);
 //   other waiters queue on rd.q and are woken when it completes.
 // Lock order: PollDesc::lock -> Ring::sq_lock_ (queueing an SQE or a
-// cancel) -> nothing; PollDesc::lock -> (runtime) idle lock via unpark; the
+// cancel) -> nothing; the ring's kick (a system call when a worker is
+// blocked in the ring's wait) comes after PollDesc::lock is released
+// (AfterUnlock); PollDesc::lock -> (runtime) idle lock via unpark; the
 // timer heap lock is never held while taking PollDesc::lock (callbacks
 // run unlocked).
 #pragma once
