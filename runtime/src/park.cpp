@@ -49,6 +49,11 @@ void ready(Fiber* f) noexcept {
     r->ext_inflight.fetch_sub(1, std::memory_order_release);
   } else if (w->current.load(std::memory_order_relaxed) && !w->batch_wake) {
     if (Fiber* old = lifo_put(w, f)) push_local(w, old);
+  } else if (r->gq_size.load(std::memory_order_relaxed) > 0) {
+    // A backlog waits in the global queue (a poll or timer run overflowed
+    // the run queue): queue behind it, not ahead of it in the local queue,
+    // which is served first (the global queue only every 61st pick).
+    r->inject(f);
   } else {
     push_local(w, f);
     // Keep a lone fiber, wake a helper for a backlog. An idle worker could

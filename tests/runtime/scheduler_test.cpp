@@ -161,6 +161,45 @@ TEST_P(Sched, TimerWakesAreKeptOrSharedNeverLost) {
   }, opts());
 }
 
+// Fairness behind an overflow (one worker: the order is the worker's own).
+// 1,000 sleepers wake in one timer run. The run queue holds 256, so its
+// older half overflowed to the global queue, and so on. The first sleeper
+// to run spins until a later timer readies X, which thus became runnable
+// after every sleeper. X went to the local queue, which is served first,
+// while the global queue gave one fiber per 61 picks: X overtook 600 of
+// the sleepers (with the poller in place of the timer, a 1,000-connection
+// echo server's p99 was 10x the mean: a connection that overflowed waited
+// while later ones were served). Now a poll or timer run that readies a
+// fiber while a global backlog exists queues it behind that backlog. X can
+// then overtake only what sits in the local queue when it is taken from
+// the global queue's head (at most the queue's 256 slots): never the
+// global queue's backlog as a whole.
+TEST(SchedFairness, AFiberReadiedAfterAnOverflowDoesNotOvertakeTheBacklog) {
+  weft::run([] {
+    constexpr int kN = 1000, kRunQueueSlots = 256;
+    std::vector<int> pos(kN, -1);
+    int next = 0, x_pos = -1;
+    auto t = weft::Clock::now() + 100ms, t2 = t + 2ms;
+    std::vector<weft::JoinHandle<void>> fs;
+    for (int i = 0; i < kN; i++)
+      fs.push_back(weft::go([&, i] {
+        weft::this_fiber::sleep_until(t);
+        while (weft::Clock::now() < t2) {
+        }
+        pos[i] = next++;
+      }));
+    auto x = weft::go([&] {
+      weft::this_fiber::sleep_until(t2);
+      x_pos = next++;
+    });
+    for (auto& f : fs) f.join();
+    x.join();
+    int overtaken = 0;
+    for (int p : pos) overtaken += p > x_pos;
+    EXPECT_LE(overtaken, kRunQueueSlots) << "X, readied after all " << kN << " sleepers, ran at position " << x_pos + 1;
+  }, {.workers = 1, .stuck_threshold = std::chrono::hours(1)});
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, Sched, ::testing::ValuesIn(weft_test::kWorkerCounts), weft_test::workers_name);
 
 }  // namespace
