@@ -30,9 +30,10 @@ void futex_wake(std::atomic<std::uint32_t>* word, int n) noexcept { platform::fu
 //   between fibers: Worker::batch_wake), or from the idle path: f goes to
 //   the run queue, and an idle worker is woken once that queue holds a
 //   backlog (two or more: what an idle worker may steal); a lone fiber is
-//   run by this worker itself, moments later. A poll that readies many
-//   fibers must not push them one by one through the lifo slot (each
-//   displacing the last, none shared).
+//   run by this worker itself, moments later. While the global queue holds
+//   a backlog, f joins its tail instead (fairness: scheduler.cpp). A poll
+//   that readies many fibers must not push them one by one through the
+//   lifo slot (each displacing the last, none shared).
 // - From outside the runtime (a plain thread, the blocking pool, another
 //   runtime): the global queue, and a worker is woken. Once f is queued it
 //   may run, let main return and run() tear the runtime down while we are

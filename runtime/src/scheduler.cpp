@@ -19,7 +19,10 @@
 //   another worker (that would just bounce a ping-pong across cores); at most
 //   kLifoCap lifo picks in a row, then the run queue goes first.
 // - The global queue is checked every 61st pick (as Go) so that it cannot
-//   starve behind busy local queues.
+//   starve behind busy local queues. While it holds a backlog (an overflow),
+//   what a poll or a timer run readies joins the backlog's tail (park.cpp,
+//   ready) instead of the local queue, which is served first: a socket that
+//   became ready later must not be served before one that waits there.
 // - Idle workers spin (steal from random victims, run due timers, poll) while
 //   fewer than half are spinning, then sleep on a futex (or block in the idle
 //   poller, one worker at a time) until the earliest timer deadline. A new
