@@ -464,7 +464,6 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
 #endif
   }
   r.ext_spawned.fetch_add(1, std::memory_order_relaxed);
-  r.inject(f);
   struct sigaction old_quit {};
   if (r.opts.dump_on_sigquit) old_quit = install_sigquit_dump();
   r.nstarted.store(r.nworkers, std::memory_order_release);
@@ -473,6 +472,11 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
     wp->thread = std::thread([wp] { worker_loop(wp); });
   }
   std::thread monitor([&r, caller = platform::thread_id()] { monitor_loop(r, caller); });
+  // Main's fiber is queued once every thread above has set itself up
+  // (internal.hpp: threads_ready); meanwhile the workers go idle.
+  for (std::uint32_t v; (v = r.threads_ready.load(std::memory_order_acquire)) < r.nworkers + 1;)
+    futex_wait(&r.threads_ready, v, kNoDeadline);
+  r.inject(f);
   while (r.main_done.load(std::memory_order_acquire) == 0 && !r.deadlocked.load(std::memory_order_acquire)) {
 #ifdef WEFT_TSAN
     // TSan runs the handler of an asynchronous signal only inside or on the

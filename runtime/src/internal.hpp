@@ -24,6 +24,10 @@
 // - workers holds nworkers + spare_workers Worker objects from the start;
 //   only the first nstarted have threads (the monitor starts spares, and
 //   publishes each with a release store of nstarted once it is ready).
+// - No fiber runs before every worker thread and the monitor finished their
+//   setup (threads_ready): user code may start with a resource limit that
+//   leaves a late thread's setup nothing to allocate (glibc aborts a thread
+//   that cannot register a thread_local destructor).
 #pragma once
 
 #include <signal.h>
@@ -182,6 +186,11 @@ class Runtime {
   std::atomic<bool> stopping{false};       // main ended: fibers unwind
   std::atomic<bool> exiting{false};        // workers leave their loops
   std::atomic<std::uint32_t> main_done{0}; // futex
+  // Threads (workers, then the monitor) done with their own setup, which
+  // allocates and registers thread_local destructors: run() waits for all
+  // of them before main's fiber is queued (futex; thread_ready()).
+  std::atomic<std::uint32_t> threads_ready{0};
+  void thread_ready() noexcept;
   std::atomic<std::uint32_t> exit_epoch{0};// futex, bumped per exit while stopping
   std::atomic<std::uint64_t> ext_spawned{0}, ext_exited{0};
   std::atomic<std::uint32_t> ext_inflight{0};  // unparks from outside still touching this runtime

@@ -280,6 +280,7 @@ void monitor_loop(Runtime& r, platform::ThreadId run_caller) noexcept {
   unsigned idle_ticks = 0;
   std::uint64_t quiet_switches = UINT64_MAX;   // activity at the last quiet tick
   std::uint64_t swept_switches = UINT64_MAX;   // activity when a sweep last found a fiber the world can wake
+  r.thread_ready();
   while (!r.exiting.load(std::memory_order_acquire)) {
     std::int64_t tick_ns = idle_ticks > 50 ? 10'000'000 : 1'000'000;
     futex_wait(&r.monitor_word, 0, to_ns(Clock::now()) + tick_ns);

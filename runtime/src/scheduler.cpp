@@ -359,6 +359,7 @@ void worker_loop(Worker* w) {
   w->tsan_ctx = __tsan_get_current_fiber();
 #endif
   platform::thread_stack(&w->thread_stack_bottom, &w->thread_stack_size);
+  w->rt->thread_ready();  // a spare's, later, is counted and ignored
   while (Fiber* f = find_work(w)) {
     switch_to(w, nullptr, f, Action::None);
     // Back on the worker's own stack: the fiber that switched here parked,
@@ -458,6 +459,11 @@ void Runtime::inject(Fiber* f) noexcept {
     gq_size.store(gq_size.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   wakep();
+}
+
+void Runtime::thread_ready() noexcept {
+  threads_ready.fetch_add(1, std::memory_order_release);
+  futex_wake(&threads_ready, 1);
 }
 
 Fiber* Runtime::pop_global(Worker* w, bool batch) noexcept {

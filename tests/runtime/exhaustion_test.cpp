@@ -15,6 +15,7 @@
 // "threadsafe" style re-execute the binary), so they never leak into other
 // tests.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include <system_error>
 #include <vector>
 
+#include "internal.hpp"
 #include "stack.hpp"
 #include "test_util.hpp"
 
@@ -272,6 +274,41 @@ bool throws_emfile(F f, const char* what) {
   std::fprintf(stderr, "%s: no error\n", what);
   return false;
 }
+
+#ifdef __linux__  // sched_setaffinity
+// Startup under a limit. Found as "Fatal glibc error: failed to register
+// TLS destructor: out of memory" from RlimitAsEndsTheBurstWithANamedError
+// (w2), once in a full suite on a loaded machine: main's fiber lowered
+// RLIMIT_AS and exhausted the address space before the second worker's
+// thread had first run. That thread's setup (its thread_local marks and
+// alternate signal stack) then had nothing to allocate from, and glibc
+// aborts a thread that cannot register a thread_local destructor. main's
+// fiber was queued before the threads started, so on one CPU the first
+// worker to run sets itself up, takes main and runs it while the others
+// have not run at all. Now run() queues main's fiber once every worker and
+// the monitor are set up (thread_stack_size is the last thing a worker
+// sets; threads_ready counts the monitor too).
+TEST(Startup, EveryRuntimeThreadIsSetUpBeforeMainRuns) {
+  cpu_set_t before, one;
+  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &before)) cpu++;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);  // inherited by the runtime's threads
+  int late = 0;
+  for (int i = 0; i < 20; i++)
+    weft::run(
+        [&] {
+          weft::rt::Runtime& r = *weft::rt::current_fiber()->rt;
+          for (unsigned k = 0; k < r.nworkers; k++) late += r.workers[k]->thread_stack_size == 0;
+          late += r.threads_ready.load() < r.nworkers + 1;
+        },
+        {.workers = 4});
+  ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
+  EXPECT_EQ(late, 0) << "runtime threads not set up when main's fiber ran";
+}
+#endif
 
 class FdExhaustion : public WorkersTest {};
 
