@@ -15,7 +15,6 @@
 // "threadsafe" style re-execute the binary), so they never leak into other
 // tests.
 #include <fcntl.h>
-#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -275,7 +274,7 @@ bool throws_emfile(F f, const char* what) {
   return false;
 }
 
-#ifdef __linux__  // sched_setaffinity
+#ifdef __linux__  // PinnedToOneCpu
 // Startup under a limit. Found as "Fatal glibc error: failed to register
 // TLS destructor: out of memory" from RlimitAsEndsTheBurstWithANamedError
 // (w2), once in a full suite on a loaded machine: main's fiber lowered
@@ -289,13 +288,8 @@ bool throws_emfile(F f, const char* what) {
 // the monitor are set up (thread_stack_size is the last thing a worker
 // sets; threads_ready counts the monitor too).
 TEST(Startup, EveryRuntimeThreadIsSetUpBeforeMainRuns) {
-  cpu_set_t before, one;
-  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
-  int cpu = 0;
-  while (!CPU_ISSET(cpu, &before)) cpu++;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);  // inherited by the runtime's threads
+  weft_test::PinnedToOneCpu pin;  // the runtime's threads inherit it
+  ASSERT_TRUE(pin.ok());
   int late = 0;
   for (int i = 0; i < 20; i++)
     weft::run(
@@ -305,7 +299,6 @@ TEST(Startup, EveryRuntimeThreadIsSetUpBeforeMainRuns) {
           late += r.threads_ready.load() < r.nworkers + 1;
         },
         {.workers = 4});
-  ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
   EXPECT_EQ(late, 0) << "runtime threads not set up when main's fiber ran";
 }
 #endif

@@ -9,7 +9,6 @@
 
 #include <netinet/in.h>
 #include <signal.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -96,7 +95,7 @@ TEST_P(Monitor, PingPongProgressesWhileAFiberSpins) {
       << err;
 }
 
-#ifdef __linux__  // sched_setaffinity
+#ifdef __linux__  // PinnedToOneCpu
 // The hog on an oversubscribed core. Found when the test above failed on a
 // machine loaded far beyond its cores: no report on either worker count,
 // and on one worker no spare, so the ping-pong queued behind the hog
@@ -108,15 +107,8 @@ TEST_P(Monitor, PingPongProgressesWhileAFiberSpins) {
 // threshold (10 ms) of CPU within about 60 ms, which now makes it stuck,
 // reported, and replaced by a spare that runs the ping-pong.
 TEST(MonitorLoaded, HogOnAnOversubscribedCpuIsReportedAndSpared) {
-  cpu_set_t before, one;
-  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
-  int cpu = 0;
-  while (!CPU_ISSET(cpu, &before)) cpu++;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  // This thread only: the spinners, the workers and the monitor it starts
-  // inherit it.
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  weft_test::PinnedToOneCpu pin;  // the spinners, the workers and the monitor inherit it
+  ASSERT_TRUE(pin.ok());
   std::atomic<bool> done{false};
   std::vector<std::thread> spinners;
   for (int i = 0; i < 5; i++)
@@ -129,7 +121,6 @@ TEST(MonitorLoaded, HogOnAnOversubscribedCpuIsReportedAndSpared) {
   std::string err = testing::internal::GetCapturedStderr();
   done = true;
   for (auto& t : spinners) t.join();
-  ASSERT_EQ(sched_setaffinity(0, sizeof before, &before), 0);
   EXPECT_GT(during, 100u) << "the ping-pong stalled behind the hog";
   EXPECT_NE(err.find("\"hog\" has run for"), std::string::npos) << err;
 }

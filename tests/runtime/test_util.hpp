@@ -9,6 +9,9 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #include <weft/weft.hpp>
 
@@ -89,6 +92,33 @@ struct Probe {
     destroyed = 0;
   }
 };
+
+#ifdef __linux__
+// Pins the calling thread to the first CPU it may run on, until destroyed;
+// threads it starts meanwhile (a runtime's workers and monitor) inherit it.
+class PinnedToOneCpu {
+ public:
+  PinnedToOneCpu() {
+    if (sched_getaffinity(0, sizeof before_, &before_) != 0) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    int cpu = 0;
+    while (!CPU_ISSET(cpu, &before_)) cpu++;
+    CPU_SET(cpu, &one);
+    ok_ = sched_setaffinity(0, sizeof one, &one) == 0;
+  }
+  ~PinnedToOneCpu() {
+    if (ok_) sched_setaffinity(0, sizeof before_, &before_);
+  }
+  PinnedToOneCpu(const PinnedToOneCpu&) = delete;
+  PinnedToOneCpu& operator=(const PinnedToOneCpu&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  cpu_set_t before_{};
+  bool ok_ = false;
+};
+#endif
 
 inline std::chrono::nanoseconds since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::steady_clock::now() - t0;
