@@ -473,7 +473,9 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
   }
   std::thread monitor([&r, caller = platform::thread_id()] { monitor_loop(r, caller); });
   // Main's fiber is queued once every thread above has set itself up
-  // (internal.hpp: threads_ready); meanwhile the workers go idle.
+  // (internal.hpp: threads_ready); meanwhile the workers go idle. The
+  // monitor cannot take that wait for a deadlock: main's fiber, created
+  // but never switched out, counts as runnable (all_parked_for_good).
   for (std::uint32_t v; (v = r.threads_ready.load(std::memory_order_acquire)) < r.nworkers + 1;)
     futex_wait(&r.threads_ready, v, kNoDeadline);
   r.inject(f);

@@ -188,7 +188,9 @@ class Runtime {
   std::atomic<std::uint32_t> main_done{0}; // futex
   // Threads (workers, then the monitor) done with their own setup, which
   // allocates and registers thread_local destructors: run() waits for all
-  // of them before main's fiber is queued (futex; thread_ready()).
+  // of them before main's fiber is queued (futex; thread_ready()). Each
+  // counts itself with release after its setup and run() reads with
+  // acquire, so a fiber (queued after, through gq_lock) sees every setup.
   std::atomic<std::uint32_t> threads_ready{0};
   void thread_ready() noexcept;
   std::atomic<std::uint32_t> exit_epoch{0};// futex, bumped per exit while stopping
