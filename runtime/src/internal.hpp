@@ -207,6 +207,7 @@ class Runtime {
   std::atomic<std::uint64_t> wakes_futex{0}, wakes_poller{0};
 
   void inject(Fiber* f) noexcept;                  // global queue + wakep
+  void inject_front(Fiber** fs, unsigned n) noexcept;  // ahead of the global queue, in order, + wakep
   Fiber* pop_global(Worker* w, bool batch) noexcept;
   void wakep() noexcept;
   void wake_all_workers() noexcept;

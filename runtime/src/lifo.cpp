@@ -4,7 +4,7 @@
 namespace weft::rt {
 
 // Moves what thieves cannot take from a stuck worker (its lifo slot; its
-// whole queue if unshared) to the global queue. See lifo.hpp.
+// whole queue if unshared) to the head of the global queue. See lifo.hpp.
 void rescue(Runtime& r, Worker& w) noexcept {
   std::uint32_t s0 = w.local_seq.load(std::memory_order_acquire);
   if ((s0 & 1) || (!w.lifo.load(std::memory_order_relaxed) && (w.shared || w.q.empty()))) return;
@@ -20,7 +20,7 @@ void rescue(Runtime& r, Worker& w) noexcept {
       if (!f) break;
       got[n++] = f;
     }
-    for (unsigned i = 0; i < n; i++) r.inject(got[i]);
+    r.inject_front(got, n);  // the lifo fiber first, then the queue in its order: as the owner would run them
   }
   w.contended.store(false, std::memory_order_release);
 }

@@ -9,7 +9,7 @@
 //   count in Worker::stuck_at, which lets thieves take even a single queued
 //   fiber from it, wakes an idle worker to do so, and rescues what thieves
 //   cannot take (the lifo slot, and the whole queue of a one-worker
-//   runtime, whose owner pops without a CAS) into the global queue.
+//   runtime, whose owner pops without a CAS) to the global queue's head.
 // - Once a worker has run one fiber for Options::stuck_threshold, the monitor
 //   reports that fiber once on stderr (id, name, spawn site, how long).
 // - When every started worker has been stuck that long and fibers are

@@ -461,6 +461,24 @@ void Runtime::inject(Fiber* f) noexcept {
   wakep();
 }
 
+// The monitor's rescue of a stuck worker's queue (lifo.cpp): those fibers
+// were next in line on their worker, ahead of the global backlog, so they
+// keep that place rather than wait behind the whole backlog (a one-worker
+// runtime whose thread was descheduled for a monitor tick sent up to 257
+// fibers behind a fiber readied after them).
+void Runtime::inject_front(Fiber** fs, unsigned n) noexcept {
+  if (n == 0) return;
+  for (unsigned i = 0; i + 1 < n; i++) fs[i]->next = fs[i + 1];
+  {
+    std::lock_guard<detail::SpinLock> g(gq_lock);
+    fs[n - 1]->next = gq_head;
+    if (!gq_head) gq_tail = fs[n - 1];
+    gq_head = fs[0];
+    gq_size.store(gq_size.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  wakep();
+}
+
 void Runtime::thread_ready() noexcept {
   threads_ready.fetch_add(1, std::memory_order_release);
   futex_wake(&threads_ready, 1);
