@@ -31,6 +31,17 @@
 //   the poller stores waiting_ (seq_cst), then flushes under the lock. In
 //   either order one side sees the other: the queuer submits itself (kick)
 //   or the poller's flush carries the SQE into its wait.
+// - Cooperative task work (IORING_SETUP_COOP_TASKRUN, 5.19+): the kernel
+//   finishes a request (a receive whose data arrived) in task work of the
+//   thread that submitted it, and no longer interrupts that thread to run
+//   it: it runs on the thread's next return from the kernel (any system
+//   call, or the return to user mode after the timer tick, so a submitter
+//   busy in user code delays its completions by at most a tick; a sleeping
+//   one, in a futex or the ring's wait, is woken for it, as before). The
+//   kernel flags pending task work in the SQ ring (IORING_SQ_TASKRUN,
+//   TASKRUN_FLAG); a non-blocking poll that finds no completion but the
+//   flag enters the kernel to run it. The flag is read relaxed, a hint: a
+//   stale read only leaves the work to the thread's next system call.
 // - wake(): an eventfd the ring always has a read queued on; wakes coalesce
 //   through wake_pending_ as in epoll.cpp.
 // - Provided buffers (kernel 5.19+): a pool of kPoolBufs buffers the kernel
@@ -109,7 +120,9 @@ class Ring {
   Ring() = default;
   io_uring_sqe* next_sqe();           // under sq_lock_
   unsigned flush() noexcept;          // under sq_lock_: publishes the SQ tail, returns SQEs unsubmitted
-  int enter(unsigned submit, unsigned wait, Clock::time_point deadline) noexcept;  // -errno on failure
+  // -errno on failure; get_events: run this thread's pending task work
+  // (completions) even with nothing to wait for.
+  int enter(unsigned submit, unsigned wait, Clock::time_point deadline, bool get_events = false) noexcept;
   void arm_wake();                    // queues the read on the wake eventfd
   void setup_pool() noexcept;         // provided buffers, where the kernel has them
 
@@ -133,9 +146,13 @@ int Ring::poll(Clock::time_point deadline, OnCqe&& on_cqe) {
     std::lock_guard<weft::detail::SpinLock> g(sq_lock_);
     submit = flush();
   }
-  bool block = may_block && io_uring_cq_ready(&ring_) == 0;
-  if (submit > 0 || block) {
-    int r = enter(submit, block ? 1 : 0, deadline);
+  bool none = io_uring_cq_ready(&ring_) == 0;
+  bool block = may_block && none;
+  // Completions this thread's task work owes (cooperative task work, see
+  // above): a non-blocking poll that finds none ready enters to run it.
+  bool owed = !block && none && (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN);
+  if (submit > 0 || block || owed) {
+    int r = enter(submit, block ? 1 : 0, deadline, owed);
     (void)r;  // -ETIME, -EINTR: nothing arrived; -EBUSY: the CQ overflowed, reaped below
   }
   if (may_block) waiting_.store(false, std::memory_order_relaxed);

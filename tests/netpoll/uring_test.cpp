@@ -7,10 +7,15 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -312,6 +317,55 @@ TEST_P(Completion, SeveralWaitersOnOneSocketShareWhatArrives) {
         EXPECT_EQ(got.load(), 500u);
       },
       {.workers = 2, .poller = GetParam()});
+}
+
+// A completion owed to a worker that makes no system call. On an io_uring
+// runtime the kernel finishes a receive in task work of the thread that
+// submitted it, and (cooperative task work, uring.hpp) no longer
+// interrupts that thread to do so. Here the one worker submitted the
+// receive, in its poll while main slept; then main only yields, which
+// makes no system call, while a thread outside the runtime sends the
+// byte. The worker's polls between fibers must still bring the receive's
+// completion (they see the kernel's task-work flag and enter for it; the
+// timer tick's return to user mode would run it too): the reader runs
+// while main yields.
+TEST_P(Completion, ACompletionOwedToAWorkerThatOnlySwitchesFibersArrives) {
+  weft::run(
+      [] {
+        auto ln = TcpListener::listen("127.0.0.1:0");
+        std::string addr = ln.local_addr();
+        std::atomic<bool> send{false}, done{false};
+        std::thread peer([&] {
+          int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+          sockaddr_in sa{};
+          sa.sin_family = AF_INET;
+          sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1))));
+          sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+          bool ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+          auto give_up = std::chrono::steady_clock::now() + 20s;
+          while (ok && !send.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+          if (ok) ok = ::write(fd, "x", 1) == 1;
+          while (ok && !done.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+          if (fd >= 0) ::close(fd);
+        });
+        auto s = ln.accept();
+        std::atomic<bool> got{false};
+        auto reader = weft::go([&] {
+          char b = 0;
+          s.set_read_deadline(Clock::now() + 15s);
+          if (s.read({&b, 1}) == 1 && b == 'x') got = true;
+        });
+        net_test::wait_parked(1);                // the reader's receive is queued
+        weft::this_fiber::sleep_for(20ms);       // the worker, idle, submits it in its poll
+        send = true;
+        auto until = Clock::now() + 10s;
+        while (!got.load() && Clock::now() < until) weft::this_fiber::yield();
+        EXPECT_TRUE(got.load()) << "the byte's completion did not arrive in 10 s while the worker only switched fibers";
+        done = true;
+        reader.join();
+        peer.join();
+      },
+      {.workers = 1, .poller = GetParam()});
 }
 
 INSTANTIATE_TEST_SUITE_P(Pollers, Completion, ::testing::Values(Options::Poller::Epoll, Options::Poller::IoUring),
