@@ -1,10 +1,13 @@
 // loadgen: a closed-loop load generator for the echo and HTTP benchmarks.
 // One thread, epoll, non-blocking sockets: each of N connections sends a
 // request, waits for the whole response, records the round trip and sends
-// the next, for a fixed time. Prints one line:
+// the next, for a fixed time. With --churn each connection makes one
+// exchange and is closed and replaced by a new one: rps then counts
+// connections served (connect, one round trip, close) and the latency runs
+// from the connect. Prints one line:
 //   RESULT rps=<round trips/s> p50_us=.. p99_us=.. p999_us=.. errors=..
 // Loopback only by design (it refuses other addresses).
-//   loadgen --addr 127.0.0.1:9000 [--conns 100] [--seconds 5] [--size 64] [--mode echo|http]
+//   loadgen --addr 127.0.0.1:9000 [--conns 100] [--seconds 5] [--size 64] [--mode echo|http] [--churn]
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,7 +45,8 @@ static int cmp_u32(const void* a, const void* b) {
 }
 
 static void usage(const char* p) {
-  fprintf(stderr, "usage: %s --addr 127.0.0.1:PORT [--conns N] [--seconds S] [--size BYTES] [--mode echo|http]\n", p);
+  fprintf(stderr, "usage: %s --addr 127.0.0.1:PORT [--conns N] [--seconds S] [--size BYTES] [--mode echo|http] [--churn]\n",
+          p);
   exit(2);
 }
 
@@ -52,6 +56,24 @@ static int mode;
 static size_t size;
 
 // For HTTP: the response length once the headers are in (0 if not yet).
+// Opens slot i's connection (non-blocking connect, edge-triggered epoll).
+static int open_conn(int ep, conn_t* c, uint32_t i, const struct sockaddr_in* sa) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  c->t0 = now_ns();
+  if (connect(fd, (const struct sockaddr*)sa, sizeof *sa) != 0 && errno != EINPROGRESS) {
+    close(fd);
+    return -1;
+  }
+  c->fd = fd;
+  c->sent = c->got = 0;
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u32 = i};
+  epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  return 0;
+}
+
 static size_t http_len(const char* buf, size_t n) {
   const char* end = memmem(buf, n, "\r\n\r\n", 4);
   if (!end) return 0;
@@ -63,7 +85,7 @@ static size_t http_len(const char* buf, size_t n) {
 
 int main(int argc, char** argv) {
   const char* addr = NULL;
-  int conns = 100;
+  int conns = 100, churn = 0;
   double seconds = 5;
   size = 64;
   mode = MODE_ECHO;
@@ -72,6 +94,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(argv[i], "--conns") && i + 1 < argc) conns = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
     else if (!strcmp(argv[i], "--size") && i + 1 < argc) size = (size_t)atol(argv[++i]);
+    else if (!strcmp(argv[i], "--churn")) churn = 1;
     else if (!strcmp(argv[i], "--mode") && i + 1 < argc) {
       i++;
       if (!strcmp(argv[i], "http")) mode = MODE_HTTP;
@@ -107,16 +130,10 @@ int main(int argc, char** argv) {
   int ep = epoll_create1(0);
   conn_t* cs = calloc((size_t)conns, sizeof(conn_t));
   for (int i = 0; i < conns; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr*)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
+    if (open_conn(ep, &cs[i], (uint32_t)i, &sa) != 0) {
       perror("loadgen: connect");
       return 1;
     }
-    cs[i].fd = fd;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u32 = (uint32_t)i};
-    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
   }
   size_t lat_cap = 1 << 22, nlat = 0;
   uint32_t* lat = malloc(lat_cap * sizeof(uint32_t));
@@ -142,7 +159,7 @@ int main(int argc, char** argv) {
       for (;;) {
         // Send what is left of the request.
         if (c->sent < req_len) {
-          if (c->sent == 0 && c->got == 0) c->t0 = now_ns();
+          if (c->sent == 0 && c->got == 0 && !churn) c->t0 = now_ns();
           ssize_t w = send(c->fd, req + c->sent, req_len - c->sent, MSG_NOSIGNAL);
           if (w < 0) {
             if (errno == EAGAIN) break;
@@ -172,6 +189,15 @@ int main(int argc, char** argv) {
         done++;
         c->got = 0;
         c->sent = 0;
+        if (churn) {  // this connection is done: a new one takes its slot
+          close(c->fd);
+          c->fd = -1;
+          if (open_conn(ep, c, evs[k].data.u32, &sa) != 0) {
+            errors++;
+            live--;
+          }
+          break;
+        }
       }
     }
   }

@@ -12,14 +12,17 @@ memory: RSS of the server per idle connection at 10,000 connections.
 hogs: echo with one CPU-bound spinning fiber (goroutine) per worker (P), weft
 against Go (which preempts): round trips/s and p50/p99/p99.9 latency. A
 server that serves nothing in the run is reported as stalled.
+churn: echo where each connection makes one round trip and is closed and
+replaced (loadgen --churn, --churn-conns at a time): server CPU per
+connection served (accept, a fiber, read, write, close).
 
 Every server is started here and stopped by its PID; every run is bounded
 in time. bench/ab.py imports run_echo and build_loadgen from here.
 --kqueue-build DIR adds weft built with -Dpoller=kqueue (on Linux: on
 libkqueue) to the echo and http runs, interleaved with the rest, and a
 kqueue/epoll ratio line (an emulation's cost, recorded, not a target).
-usage: net_bench.py --build BUILD [--reps 3] [--seconds 5] [--only echo|http|memory|hogs]
-                    [--hog-workers 2] [--hog-conns 50] [--kqueue-build DIR]
+usage: net_bench.py --build BUILD [--reps 3] [--seconds 5] [--only echo|http|memory|hogs|churn]
+                    [--hog-workers 2] [--hog-conns 50] [--churn-conns 50] [--kqueue-build DIR]
 """
 import argparse
 import atexit
@@ -137,7 +140,7 @@ def build_loadgen(tmp):
     return exe
 
 
-def run_echo(loadgen, argv_of, conns, seconds, size=64, syscalls=False):
+def run_echo(loadgen, argv_of, conns, seconds, size=64, syscalls=False, churn=False):
     """One loadgen run of `seconds` against a fresh server (argv_of(port)).
     Returns cpu_us (server CPU per round trip), rps, p50, p99, p999 (us),
     errors, cores (server CPU time / wall time) and threads (the server's
@@ -152,7 +155,8 @@ def run_echo(loadgen, argv_of, conns, seconds, size=64, syscalls=False):
                                      str(srv.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         c0 = cpu_seconds(srv.proc.pid)
         out = subprocess.run([loadgen, "--addr", f"127.0.0.1:{port}", "--conns", str(conns), "--seconds",
-                              str(seconds), "--size", str(size)], check=True, capture_output=True, text=True,
+                              str(seconds), "--size", str(size)] + (["--churn"] if churn else []),
+                             check=True, capture_output=True, text=True,
                              timeout=seconds + 30).stdout
         died = srv.died()
         if died:
@@ -309,7 +313,8 @@ def main():
     ap.add_argument("--build", required=True)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--only", default="", choices=["", "echo", "http", "memory", "hogs"])
+    ap.add_argument("--only", default="", choices=["", "echo", "http", "memory", "hogs", "churn"])
+    ap.add_argument("--churn-conns", type=int, default=50, help="churn: loadgen connection slots")
     ap.add_argument("--hog-workers", type=int, default=2, help="hogs: weft --workers / Go GOMAXPROCS, and hogs")
     ap.add_argument("--hog-conns", type=int, default=50, help="hogs: loadgen connections")
     ap.add_argument("--kqueue-build", default="", help="echo/http: also weft built with -Dpoller=kqueue from this dir")
@@ -382,6 +387,28 @@ def main():
             print("|---|---|" + "---|" * len(keys))
             for name, conns, st in stat_rows:
                 print(f"| {name} | {conns} | " + " | ".join(f"{st[k]:.3f}" for k in keys) + " |")
+
+    if a.only in ("", "churn"):
+        # Connection churn: each loadgen connection makes one 64-byte round
+        # trip and is closed and replaced (accept, read, write, close per
+        # connection). The cost a multishot accept would cut.
+        print(f"\n### churn: connect, one 64-byte round trip, close; {a.churn_conns} at a time, medians of", a.reps)
+        print("| server | server CPU us/conn | conns/s | p99 us (from connect) | errors | / reactor | / Go |")
+        print("|---|---|---|---|---|---|---|")
+        srvs = servers_echo(a.build, gobin, reactor)
+        if a.uring:
+            for w in ("1", "2"):
+                srvs[f"weft-uring w={w}"] = uring(srvs[f"weft w={w}"])
+        results = {name: [] for name in srvs}
+        for _ in range(a.reps):
+            for name, argv_of in srvs.items():  # interleaved: same noise for all
+                results[name].append(run_echo(loadgen, argv_of, a.churn_conns, a.seconds, churn=True))
+        cpu = {name: med([r["cpu_us"] for r in rs]) for name, rs in results.items()}
+        for name, rs in results.items():
+            w = name.split("=")[-1]
+            print(f"| {name} | {cpu[name]:.2f} | {med([r['rps'] for r in rs]):.0f} | {med([r['p99'] for r in rs]):.0f} | "
+                  f"{sum(r['errors'] for r in rs)} | {cpu[name] / cpu[f'reactor t={w}']:.3f} | {cpu[name] / cpu[f'go P={w}']:.3f} |")
+        sys.stdout.flush()
 
     if a.only in ("", "http"):
         if not shutil.which("wrk"):
