@@ -328,6 +328,13 @@ def main():
 
     def uring(argv_of):  # the same server on an io_uring runtime (env execs it: same PID)
         return lambda p: ["env", "WEFT_POLLER=io_uring"] + argv_of(p)
+
+    def echo_servers():  # the echo servers, and with --uring weft on io_uring too
+        srvs = servers_echo(a.build, gobin, reactor)
+        if a.uring:
+            for w in ("1", "2"):
+                srvs[f"weft-uring w={w}"] = uring(srvs[f"weft w={w}"])
+        return srvs
     kq = a.kqueue_build
     tmp = tempfile.mkdtemp(prefix="weft-netbench-")
     atexit.register(shutil.rmtree, tmp, True)
@@ -343,10 +350,7 @@ def main():
         print("\n### echo: 64-byte round trips, loadgen on loopback, medians of", a.reps)
         print("| server | conns | server CPU us/rt | round trips/s | p99 us | errors | syscalls/rt |")
         print("|---|---|---|---|---|---|---|")
-        srvs = servers_echo(a.build, gobin, reactor)
-        if a.uring:
-            for w in ("1", "2"):
-                srvs[f"weft-uring w={w}"] = uring(srvs[f"weft w={w}"])
+        srvs = echo_servers()
         if kq:
             for w in ("1", "2"):
                 srvs[f"weft-kqueue w={w}"] = (lambda w: lambda p: [f"{kq}/examples/echo_server", "--listen",
@@ -395,10 +399,7 @@ def main():
         print(f"\n### churn: connect, one 64-byte round trip, close; {a.churn_conns} at a time, medians of", a.reps)
         print("| server | server CPU us/conn | conns/s | p99 us (from connect) | errors | / reactor | / Go |")
         print("|---|---|---|---|---|---|---|")
-        srvs = servers_echo(a.build, gobin, reactor)
-        if a.uring:
-            for w in ("1", "2"):
-                srvs[f"weft-uring w={w}"] = uring(srvs[f"weft w={w}"])
+        srvs = echo_servers()
         results = {name: [] for name in srvs}
         for _ in range(a.reps):
             for name, argv_of in srvs.items():  # interleaved: same noise for all
