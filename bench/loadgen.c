@@ -55,7 +55,6 @@ static size_t req_len;
 static int mode;
 static size_t size;
 
-// For HTTP: the response length once the headers are in (0 if not yet).
 // Opens slot i's connection (non-blocking connect, edge-triggered epoll).
 static int open_conn(int ep, conn_t* c, uint32_t i, const struct sockaddr_in* sa) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -74,6 +73,7 @@ static int open_conn(int ep, conn_t* c, uint32_t i, const struct sockaddr_in* sa
   return 0;
 }
 
+// For HTTP: the response length once the headers are in (0 if not yet).
 static size_t http_len(const char* buf, size_t n) {
   const char* end = memmem(buf, n, "\r\n\r\n", 4);
   if (!end) return 0;

@@ -348,6 +348,7 @@ TEST_P(Completion, ACompletionOwedToAWorkerThatOnlySwitchesFibersArrives) {
           while (ok && !done.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
           if (fd >= 0) ::close(fd);
         });
+        ln.set_deadline(Clock::now() + 10s);  // a failed connect ends the test with Timeout, not a hang
         auto s = ln.accept();
         std::atomic<bool> got{false};
         auto reader = weft::go([&] {
