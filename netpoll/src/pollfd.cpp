@@ -17,6 +17,7 @@
 #include "pollfd.hpp"
 
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -118,6 +119,16 @@ std::uint32_t seq_locked(const PollDesc* pd) {
   return static_cast<std::uint32_t>(pd->state.load(std::memory_order_relaxed) >> 32);
 }
 
+// The user_data of a listener's multishot accept: its incarnation's key,
+// tagged (low bits 2: a UringOp's address has them 0, kIgnore and kWake are
+// 0 and 1), so that one cancel finds it and a late completion knows whom
+// it was for.
+constexpr std::uint64_t kAcceptTag = 2;
+std::uint64_t accept_ud(const PollDesc* pd, std::uint32_t seq) {
+  return (std::uint64_t{seq} << 32) | (std::uint64_t{pd->index} << 3) | kAcceptTag;
+}
+static_assert(alignof(UringOp) >= 8 && Pool::kChunk * Pool::kMaxChunks <= (1u << 29));
+
 // ---- the waiter queue of a direction (all under pd->lock) ----------------------------
 
 void push_front(WaitList& s, IoWaiter* w) noexcept {
@@ -211,6 +222,11 @@ class Netpoller final : public rt::IdlePoller {
     }
     backend_.emplace();
   }
+  ~Netpoller() override {
+#ifdef WEFT_IO_URING
+    if (ring_) ring_->drain([r = ring_.get()](std::uint64_t ud, int res, std::uint32_t flags) { complete(r, ud, res, flags); });
+#endif
+  }
   // Called by the scheduler's idle and periodic paths, which are noexcept:
   // an exception here would be std::terminate without context. The backend
   // retries nothing itself but returns 0 events on EINTR; any other error
@@ -220,7 +236,8 @@ class Netpoller final : public rt::IdlePoller {
 #ifdef WEFT_IO_URING
     if (ring_) {
       try {
-        ring_->poll(deadline, [](std::uint64_t ud, int res, std::uint32_t flags) { complete(ud, res, flags); });
+        ring_->poll(deadline,
+                    [r = ring_.get()](std::uint64_t ud, int res, std::uint32_t flags) { complete(r, ud, res, flags); });
       } catch (const std::exception& e) {
         fatal(e);
       }
@@ -286,7 +303,8 @@ class Netpoller final : public rt::IdlePoller {
   // An io_uring completion: its waiter is still parked in uring_wait (it
   // leaves only once `done`, read under the same lock), so the record and
   // its descriptor are valid here.
-  static void complete(std::uint64_t ud, int res, std::uint32_t flags) noexcept {
+  static void complete(Ring* ring, std::uint64_t ud, int res, std::uint32_t flags) noexcept {
+    if ((ud & 7) == kAcceptTag) return complete_accept(ring, ud, res, flags);
     auto* w = reinterpret_cast<UringOp*>(ud);
     PollDesc* pd = w->pd.load(std::memory_order_acquire);
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
@@ -302,6 +320,47 @@ class Netpoller final : public rt::IdlePoller {
     w->done = true;
     if (w->queued) remove(*w->list, w);
     rt::unpark(w->parker, WakeReason::Event);
+  }
+  // A listener's multishot accept posted a connection (or ended: no
+  // IORING_CQE_F_MORE). Its incarnation may have closed meanwhile (the
+  // seq moved on): the connection is closed, and the last completion still
+  // ends the request's bracket, which lets the close finish.
+  static void complete_accept(Ring* ring, std::uint64_t ud, int res, std::uint32_t flags) noexcept {
+    PollDesc* pd = pool().at(static_cast<std::uint32_t>(ud >> 3) & ((1u << 29) - 1));
+    const bool last = !(flags & IORING_CQE_F_MORE);
+    int orphan = -1;
+    {
+      std::lock_guard<weft::detail::SpinLock> g(pd->lock);
+      UringSide* u = pool().side_if(pd);
+      AcceptQueue* q = u && seq_locked(pd) == static_cast<std::uint32_t>(ud >> 32) ? u->accq : nullptr;
+      if (res >= 0) {
+        orphan = res;
+        if (q) {
+          try {
+            q->fds.push_back(res);
+            orphan = -1;
+          } catch (const std::bad_alloc&) {  // the connection goes; the peer sees a reset
+          }
+        }
+      }
+      if (q) {
+        if (last) {
+          q->armed = q->stopping = false;
+          if (res < 0 && res != -ECANCELED) q->err = -res;
+        } else if (q->fds.size() >= AcceptQueue::kMax && !q->stopping) {
+          q->stopping = true;  // flushed by this thread's next poll
+          ring->cancel(ud);
+        }
+        // One fiber per event: a connection to take, or a request to arm again.
+        while (IoWaiter* w = pop_front(pd->rd.q))
+          if (rt::unpark(w->parker, WakeReason::Event)) break;
+      }
+    }
+    if (orphan >= 0) ::close(orphan);
+    if (last) {
+      ring->multishot_ended();
+      op_end(pd);
+    }
   }
 #endif
   std::optional<Backend> backend_;
@@ -355,6 +414,31 @@ void drop_stash(PollDesc* pd) noexcept {
   u->stash_end = 0;
   u->drained = false;
   u->receiving = false;
+}
+
+// Close, under pd->lock: detaches the listener's accept queue (the caller
+// deletes it after unlocking) and ends its multishot accept, whose last
+// completion then ends the bracket it holds (complete_accept): the fd
+// closes then, a poll later. The socket stops listening now, though: shut
+// down (pending connections are reset, the port is free for a new listener
+// at once), which also ends the request (EINVAL) where the kernel had it
+// armed already; the cancel covers the rest. Not a foreign descriptor's:
+// the caller's fd shares the socket. Under the lock: while the request is
+// armed its last completion has not been handled, so the fd is open.
+AcceptQueue* take_accept_queue([[maybe_unused]] PollDesc* pd, [[maybe_unused]] std::uint32_t seq,
+                               [[maybe_unused]] AfterUnlock& after) noexcept {
+#ifdef WEFT_IO_URING
+  UringSide* u = pool().side_if(pd);
+  AcceptQueue* q = u ? std::exchange(u->accq, nullptr) : nullptr;
+  if (q && q->armed) {
+    if (!pd->foreign) ::shutdown(pd->fd, SHUT_RDWR);
+    if (!q->stopping) q->ring->cancel(accept_ud(pd, seq));
+    after.ring = q->ring;
+  }
+  return q;
+#else
+  return nullptr;
+#endif
 }
 
 // Runs once per incarnation (see pollfd.hpp), with no lock held.
@@ -421,16 +505,19 @@ PollDesc* open_desc(int fd, std::uint32_t* seq_out, bool foreign) {
 void close_desc(PollDesc* pd, std::uint32_t seq) noexcept {
   std::uint64_t prev;
   AfterUnlock after;
+  AcceptQueue* accq = nullptr;
   {
     std::lock_guard<weft::detail::SpinLock> g(pd->lock);
     if (seq_locked(pd) != seq) return;  // already closed (or a stale socket)
     prev = pd->state.fetch_add(PollDesc::kSeqOne | PollDesc::kClosing, std::memory_order_acq_rel);
     drop_stash(pd);
+    accq = take_accept_queue(pd, seq, after);
     for (Dir d : {Dir::Read, Dir::Write}) {
       rt::timer_cancel(slot(pd, d).timer);
       wake_all(pd, d, WakeReason::Event, after);  // each waiter sees the new seq and throws
     }
   }
+  delete accq;  // closes the connections no fiber took: their peers see the close
   // Before final_close: an operation in flight holds the bracket, so the
   // descriptor cannot be closed under the kernel before its cancel is in.
   after.run();
@@ -665,12 +752,73 @@ void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op) {
     // the kernel: again.
   }
 }
+
+long uring_accept(PollDesc* pd, std::uint32_t seq, const char* op) {
+  rt::cancellation_point();
+  Ring* ring = current_ring();
+  if (!ring->multishot_accept()) return kSingleShot;
+  UringSide* u = &uring_side(pd);
+  std::unique_ptr<AcceptQueue> made;
+  for (;;) {
+    std::unique_lock<weft::detail::SpinLock> g(pd->lock);
+    check_open(g, pd, seq, Dir::Read, op);
+    if (!u->accq) {
+      if (!made) {
+        g.unlock();
+        made = std::make_unique<AcceptQueue>();
+        continue;
+      }
+      u->accq = made.release();
+      u->accq->ring = ring;
+    }
+    AcceptQueue* q = u->accq;
+    if (q->ring != ring) return kSingleShot;  // armed by another runtime's ring
+    if (!q->fds.empty()) {
+      int fd = q->fds.front();
+      q->fds.pop_front();
+      return fd;
+    }
+    if (q->err) return -std::exchange(q->err, 0);
+    bool kick = false;
+    if (!q->armed) {
+      // The request holds the op bracket (as an operation in flight does)
+      // until its last completion: a close cannot close the fd under it.
+      // Seq checked under the lock, so the incarnation is not closing.
+      pd->state.fetch_add(1, std::memory_order_relaxed);
+      q->armed = true;
+      ring->multishot_armed();
+      ring->queue(accept_ud(pd, seq), [&](io_uring_sqe* sqe) {
+        io_uring_prep_multishot_accept(sqe, pd->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      });
+      kick = true;
+    }
+    // Parked until a connection comes, the request ends, or a close or
+    // deadline wakes every waiter (wake_all): look again.
+    IoWaiter w;
+    w.parker = rt::prepare_park(WaitKind::IoRead, pd);
+    push_back(pd->rd.q, &w);
+    g.unlock();
+    if (kick) ring->kick();
+    WakeReason r = rt::park(w.parker);
+    g.lock();
+    if (w.queued) remove(pd->rd.q, &w);
+    if (r == WakeReason::Cancel) {
+      g.unlock();
+      rt::throw_unwind();
+    }
+  }
+}
 #else
+long uring_accept(PollDesc*, std::uint32_t, const char*) { std::abort(); }
 long uring_wait(PollDesc*, std::uint32_t, Dir, const char*, Check, UringPrep, void*, char**) { std::abort(); }
 void uring_wait_readable(PollDesc*, std::uint32_t, const char*) { std::abort(); }
 #endif
 
 UringSide& uring_side(PollDesc* pd) { return pool().side(pd); }
+
+AcceptQueue::~AcceptQueue() {
+  for (int fd : fds) ::close(fd);
+}
 
 long take_stash(PollDesc* pd, std::uint32_t seq, char* buf, std::size_t len, bool may_skip) noexcept {
   if (!pd->stashed.load(std::memory_order_relaxed)) return kNoStash;

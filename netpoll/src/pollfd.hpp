@@ -101,6 +101,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 
 #include <weft/park.hpp>
 #include <weft/sync.hpp>
@@ -190,6 +191,25 @@ struct PollDesc {
 
 enum class Dir : std::uint8_t { Read, Write };
 
+// A listener's multishot accept (uring_accept), under its descriptor's
+// lock: the connections the kernel accepted that no fiber has taken yet
+// (closed with the queue), the error that ended the request, whether it is
+// armed (it holds the descriptor's op bracket until its last completion)
+// and whether a cancel is queued for it (the queue is full: the kernel's
+// backlog holds the rest until fibers catch up).
+struct AcceptQueue {
+  static constexpr std::size_t kMax = 64;  // stop accepting ahead beyond this
+  Ring* ring = nullptr;
+  std::deque<int> fds;
+  int err = 0;
+  bool armed = false;
+  bool stopping = false;
+  AcceptQueue() = default;
+  AcceptQueue(const AcceptQueue&) = delete;
+  AcceptQueue& operator=(const AcceptQueue&) = delete;
+  ~AcceptQueue();
+};
+
 // What only io_uring runtimes use of a descriptor, beside it rather than
 // in it (a descriptor of an epoll runtime stays as small as it was: its
 // size is part of every idle connection's cost). Allocated per chunk of
@@ -210,6 +230,7 @@ struct UringSide {
   // Per Dir: try the system call before submitting (the last call found
   // more than it took); a hint, relaxed, any incarnation.
   std::atomic<bool> more[2] = {false, false};
+  AcceptQueue* accq = nullptr;  // a listener's (uring_accept), made by its first accept, freed by close
 };
 UringSide& uring_side(PollDesc* pd);  // allocates its chunk's on first use (throws bad_alloc)
 
@@ -292,6 +313,14 @@ void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op);
 // (`may_skip`), else nothing stashed: ~0L.
 constexpr long kNoStash = ~0L;
 long take_stash(PollDesc* pd, std::uint32_t seq, char* buf, std::size_t len, bool may_skip) noexcept;
+
+// io_uring: TcpListener::accept with the listener's multishot accept: the
+// next connection's fd, or -errno (the error that ended the request: the
+// caller decides, and the next call arms it again); kSingleShot when the
+// kernel has no multishot accept (the caller submits one accept). Parks
+// until a connection comes; throws as wait().
+constexpr long kSingleShot = ~0L;
+long uring_accept(PollDesc* pd, std::uint32_t seq, const char* op);
 
 [[noreturn]] void throw_closed(const char* op);
 [[noreturn]] void throw_timeout(const char* op);

@@ -482,8 +482,13 @@ TcpStream TcpListener::accept() {
   detail::PollDesc* pd = desc("accept");
   auto backoff = std::chrono::milliseconds(5);
   for (;;) {
-    long fd = io_op(pd, seq_, Dir::Read, "accept", [&] { return platform::accept_socket(fd_); },
-                    {.prep = prep_accept, .fd = fd_, .full = 0});
+    long fd = detail::kSingleShot;
+    if (detail::current_ring()) fd = detail::uring_accept(pd, seq_, "accept");
+    if (fd == detail::kSingleShot)
+      fd = io_op(pd, seq_, Dir::Read, "accept", [&] { return platform::accept_socket(fd_); },
+                 {.prep = prep_accept, .fd = fd_, .full = 0});
+    else if (fd >= 0)
+      rt::spend_budget();
     if (fd >= 0) {
       TcpStream s(static_cast<int>(fd));
       s.set_nodelay(true);

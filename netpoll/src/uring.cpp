@@ -34,6 +34,7 @@ std::unique_ptr<Ring> Ring::create(std::string* why) {
   p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
   p.cq_entries = kCqEntries;
   int e = io_uring_queue_init_params(kSqEntries, &r->ring_, &p);
+  r->multishot_accept_ = e == 0;
   if (e == -EINVAL) {
     p = io_uring_params{};
     p.flags = IORING_SETUP_CQSIZE;

@@ -50,6 +50,13 @@
 //   buffer. The application side of the buffer ring (returning buffers) is
 //   touched only under pool_lock_; the kernel consumes from it on its own,
 //   and io_uring_buf_ring_advance publishes returned entries with release.
+// - Multishot accept (5.19): a listener's one accept request stays armed
+//   and posts a completion (IORING_CQE_F_MORE) per connection; the
+//   descriptor's accept queue (pollfd.hpp, AcceptQueue) keeps what no
+//   fiber has taken yet. multishots_ counts the armed ones (armed by any
+//   worker, ended by the polling thread: an atomic counter, relaxed, read
+//   with acquire only at teardown, when no worker runs), so that the
+//   runtime's teardown (drain) reaps their last completions.
 // Lock order: PollDesc::lock -> sq_lock_ (a waiter queues its SQE with its
 // descriptor's lock held, so that close and deadline cancels, queued under
 // the same lock, always follow the operation they cancel in the SQ).
@@ -57,7 +64,9 @@
 
 #include <liburing.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -116,6 +125,19 @@ class Ring {
   void wake() noexcept;
   bool has_pending() const noexcept { return pending_.load(std::memory_order_relaxed); }
 
+  // Multishot accept: whether the kernel has it (it came in the release
+  // that brought cooperative task work, which create() asks for first),
+  // and the count of those armed.
+  bool multishot_accept() const noexcept { return multishot_accept_; }
+  void multishot_armed() noexcept { multishots_.fetch_add(1, std::memory_order_relaxed); }
+  void multishot_ended() noexcept { multishots_.fetch_sub(1, std::memory_order_relaxed); }
+  // Teardown, no worker running: cancels everything in flight and polls
+  // (at most 1 s) until every multishot's last completion went to on_cqe,
+  // so that a listener's request ends its descriptor's bracket and no
+  // accepted connection stays unreaped in the CQ.
+  template <class OnCqe>
+  void drain(OnCqe&& on_cqe);
+
  private:
   Ring() = default;
   io_uring_sqe* next_sqe();           // under sq_lock_
@@ -131,6 +153,8 @@ class Ring {
   std::atomic<bool> pending_{false};  // SQEs queued since the last flush (a hint)
   std::atomic<bool> waiting_{false};  // a poller is (about to be) blocked in enter
   std::atomic<bool> wake_pending_{false};
+  bool multishot_accept_ = false;
+  std::atomic<int> multishots_{0};
   int wakefd_ = -1;
   weft::detail::SpinLock pool_lock_;
   io_uring_buf_ring* pool_ring_ = nullptr;  // the buffer ring (mmap), kPoolBufs entries
@@ -175,6 +199,18 @@ int Ring::poll(Clock::time_point deadline, OnCqe&& on_cqe) {
   io_uring_cq_advance(&ring_, static_cast<unsigned>(n));
   if (rearm) arm_wake();
   return n;
+}
+
+template <class OnCqe>
+void Ring::drain(OnCqe&& on_cqe) {
+  if (multishots_.load(std::memory_order_acquire) == 0) return;
+  queue(kIgnore, [](io_uring_sqe* s) { io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY); });
+  const auto until = Clock::now() + std::chrono::seconds(1);
+  while (multishots_.load(std::memory_order_acquire) > 0) {
+    auto now = Clock::now();
+    if (now >= until) break;
+    poll(std::min(until, now + std::chrono::milliseconds(10)), on_cqe);
+  }
 }
 
 }  // namespace weft::net::detail

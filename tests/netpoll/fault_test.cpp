@@ -46,15 +46,21 @@ int raw_connect(const std::string& addr) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // The timeouts only after the connect: on an io_uring runtime this
+  // worker thread may have submitted the listener's multishot accept, and
+  // our own SYN makes the kernel queue the accept's task work to this
+  // thread, which interrupts a blocking connect. Without a send timeout
+  // the kernel restarts the connect transparently; with one it fails with
+  // EINTR (net/ipv4/af_inet.c, sock_intr_errno).
   if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     ::close(fd);
     return -1;
   }
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   return fd;
 }
 

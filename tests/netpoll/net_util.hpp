@@ -53,7 +53,9 @@ inline std::size_t open_fds() {
 // thread, so a count taken right after a runtime ended may still hold
 // them. stable_fds: the count once two looks 20 ms apart agree (1 s at
 // most). settled_fds(want): the count once it reached want (2 s at most).
-// Elsewhere both are open_fds(): descriptors close synchronously.
+// Elsewhere stable_fds is open_fds(). An io_uring runtime closes a
+// listener's fd when its multishot accept's last completion is reaped (a
+// poll after the close): settled_fds waits for that too, on any poller.
 inline std::size_t stable_fds() {
   std::size_t n = open_fds();
 #ifdef WEFT_LIBKQUEUE
@@ -66,14 +68,14 @@ inline std::size_t stable_fds() {
 #endif
   return n;
 }
-inline std::size_t settled_fds([[maybe_unused]] std::size_t want) {
+inline std::size_t settled_fds(std::size_t want) {
   std::size_t n = open_fds();
-#ifdef WEFT_LIBKQUEUE
   for (int i = 0; i < 200 && n != want; i++) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // On a fiber, parked (a blocked worker would poll nobody's completion).
+    if (weft::in_fiber()) weft::this_fiber::sleep_for(std::chrono::milliseconds(10));
+    else std::this_thread::sleep_for(std::chrono::milliseconds(10));
     n = open_fds();
   }
-#endif
   return n;
 }
 

@@ -8,6 +8,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
@@ -19,7 +20,9 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "net_util.hpp"
 
@@ -367,6 +370,204 @@ TEST_P(Completion, ACompletionOwedToAWorkerThatOnlySwitchesFibersArrives) {
         peer.join();
       },
       {.workers = 1, .poller = GetParam()});
+}
+
+// ---- a listener's multishot accept (io_uring) and the same contract on epoll ----
+
+int port_of(const std::string& addr) { return std::stoi(addr.substr(addr.rfind(':') + 1)); }
+
+// A blocking loopback connection from a plain thread (never a worker's: see
+// fault_test.cpp's raw_connect), with 5 s timeouts set after the connect.
+int plain_connect(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// The connections waiting in a listening socket's kernel accept queue
+// (TCP_INFO reports it as tcpi_unacked for a listener).
+int kernel_backlog(int listen_fd) {
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  if (::getsockopt(listen_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return -1;
+  return static_cast<int>(ti.tcpi_unacked);
+}
+
+// Parks (bounded) until the listener's kernel queue holds `want` (or, with
+// `or_less`, at most that); true if it did.
+bool backlog_reaches(const TcpListener& ln, int want, bool or_less = false) {
+  auto until = Clock::now() + 10s;
+  for (int n; (n = kernel_backlog(ln.fd())) != want && !(or_less && n >= 0 && n < want);) {
+    if (Clock::now() > until) return false;
+    weft::this_fiber::sleep_for(1ms);
+  }
+  return true;
+}
+
+// Waits on a fiber (bounded) for a plain thread's flag.
+bool flag_set(const std::atomic<bool>& f) {
+  auto until = Clock::now() + 20s;
+  while (!f.load() && Clock::now() < until) weft::this_fiber::sleep_for(1ms);
+  return f.load();
+}
+
+// On io_uring the first accept arms the listener's multishot accept and
+// the kernel accepts ahead into the listener's queue, which stops the
+// request (a cancel) once it holds 64 connections and arms it again when
+// a later accept finds the queue empty. The interleaving: 70 peers
+// connect; the first accept takes one and arms the request; the kernel
+// takes at least 64 of the other 69 (what is left in its own queue:
+// checked; it takes all 69 when they came in one batch of completions),
+// which stops the request; then 80 more peers connect, while the server
+// takes the queued ones and, the queue empty, arms the request again for
+// the rest. Every connection is accepted exactly once, each carrying its
+// own id. On epoll the kernel keeps all 69 in its queue (checked) and the
+// same accepts follow.
+TEST_P(Completion, AcceptAheadBeyondItsBoundStopsRearmsAndTakesEveryConnectionOnce) {
+  weft::run(
+      [] {
+        const bool ring = GetParam() == Options::Poller::IoUring;
+        auto ln = TcpListener::listen("127.0.0.1:0");
+        ln.set_deadline(Clock::now() + 20s);  // a failed peer ends the test with Timeout, not a hang
+        const int port = port_of(ln.local_addr());
+        constexpr int kFirst = 70, kTotal = 150;
+        std::atomic<bool> first_in{false}, go_on{false};
+        std::atomic<int> failed{0};
+        std::vector<int> peer(kTotal, -1);
+        std::thread peers([&] {
+          auto open = [&](int i) {
+            peer[i] = plain_connect(port);
+            std::uint32_t id = static_cast<std::uint32_t>(i);
+            if (peer[i] < 0 || ::write(peer[i], &id, sizeof id) != sizeof id) failed++;
+          };
+          for (int i = 0; i < kFirst; i++) open(i);
+          first_in = true;
+          auto until = std::chrono::steady_clock::now() + 20s;
+          while (!go_on.load() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+          for (int i = kFirst; i < kTotal; i++) open(i);
+        });
+        std::vector<TcpStream> conns;
+        conns.push_back(ln.accept());
+        ASSERT_TRUE(flag_set(first_in));
+        constexpr int kAhead = 64;  // AcceptQueue::kMax
+        EXPECT_TRUE(ring ? backlog_reaches(ln, kFirst - 1 - kAhead, true) : backlog_reaches(ln, kFirst - 1))
+            << "kernel queue: " << kernel_backlog(ln.fd());
+        go_on = true;
+        while (static_cast<int>(conns.size()) < kTotal) conns.push_back(ln.accept());
+        std::vector<int> seen(kTotal, 0);
+        for (auto& c : conns) {
+          std::uint32_t id = 0;
+          std::size_t got = 0;
+          c.set_read_deadline(Clock::now() + 10s);
+          while (got < sizeof id) got += c.read({reinterpret_cast<char*>(&id) + got, sizeof id - got});
+          ASSERT_LT(id, static_cast<std::uint32_t>(kTotal));
+          seen[id]++;
+        }
+        peers.join();
+        EXPECT_EQ(failed.load(), 0);
+        for (int i = 0; i < kTotal; i++) EXPECT_EQ(seen[i], 1) << "connection " << i;
+        for (int fd : peer)
+          if (fd >= 0) ::close(fd);
+      },
+      {.workers = 2, .poller = GetParam()});
+}
+
+// Closing a listener the kernel accepted ahead for (io_uring): the
+// connections no fiber took are closed with it (each peer reads end of
+// stream or a reset, not a timeout), the port is free at once (the socket
+// stops listening in close: a new listener binds it), and every
+// descriptor goes (the listener's own when the request's last completion
+// is reaped, a poll later). On epoll the same holds of the kernel's queue.
+TEST_P(Completion, ClosingAListenerClosesWhatItAcceptedAheadAndFreesThePort) {
+  weft::run(
+      [] {
+        const bool ring = GetParam() == Options::Poller::IoUring;
+        TcpListener::listen("127.0.0.1:0");  // the poller's own descriptors exist from here on
+        const std::size_t fds_before = net_test::stable_fds();
+        constexpr int kPeers = 10;
+        std::vector<int> peer(kPeers, -1);
+        std::vector<int> verdict(kPeers, -2);  // -2: not read
+        std::atomic<bool> connected{false}, closed{false}, read_done{false};
+        {
+          auto ln = TcpListener::listen("127.0.0.1:0");
+          ln.set_deadline(Clock::now() + 20s);
+          const int port = port_of(ln.local_addr());
+          std::thread peers([&] {
+            for (int i = 0; i < kPeers; i++) peer[i] = plain_connect(port);
+            connected = true;
+            auto until = std::chrono::steady_clock::now() + 20s;
+            while (!closed.load() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+            for (int i = 1; i < kPeers; i++) {  // peer 0 is the accepted one
+              char c;
+              ssize_t r = peer[i] < 0 ? -1 : ::recv(peer[i], &c, 1, 0);
+              verdict[i] = r == 0 ? 0 : r < 0 ? errno : 1;
+            }
+            read_done = true;
+          });
+          TcpStream first = ln.accept();
+          ASSERT_TRUE(flag_set(connected));
+          EXPECT_TRUE(backlog_reaches(ln, ring ? 0 : kPeers - 1)) << "kernel queue: " << kernel_backlog(ln.fd());
+          ln.close();
+          EXPECT_NO_THROW(TcpListener::listen("127.0.0.1:" + std::to_string(port)).close())
+              << "the port is still taken after the listener closed";
+          closed = true;
+          EXPECT_TRUE(flag_set(read_done));
+          peers.join();
+          for (int i = 1; i < kPeers; i++)
+            EXPECT_TRUE(verdict[i] == 0 || verdict[i] == ECONNRESET) << "peer " << i << ": " << verdict[i];
+          first.close();
+          for (int fd : peer)
+            if (fd >= 0) ::close(fd);
+        }
+        EXPECT_EQ(net_test::settled_fds(fds_before), fds_before);
+      },
+      {.workers = 2, .poller = GetParam()});
+}
+
+// A runtime that ends while a listener's multishot accept is armed, with
+// a connection accepted ahead in its queue, and the listener closed only
+// after the runtime: the runtime's teardown reaps the request's last
+// completion (its bracket ends, no ring is touched later), and the close
+// closes the queued connection and the listener. No descriptor is left.
+TEST_P(Completion, ARuntimeEndingWithAnAcceptArmedLeavesNoDescriptor) {
+  const std::size_t fds_before = net_test::open_fds();
+  std::optional<TcpListener> ln;
+  int peer[2] = {-1, -1};
+  weft::run(
+      [&] {
+        const bool ring = GetParam() == Options::Poller::IoUring;
+        ln.emplace(TcpListener::listen("127.0.0.1:0"));
+        ln->set_deadline(Clock::now() + 20s);
+        const int port = port_of(ln->local_addr());
+        std::atomic<bool> connected{false};
+        std::thread peers([&] {
+          for (int& p : peer) p = plain_connect(port);
+          connected = true;
+        });
+        ASSERT_TRUE(flag_set(connected));
+        peers.join();
+        ln->accept().close();
+        EXPECT_TRUE(backlog_reaches(*ln, ring ? 0 : 1)) << "kernel queue: " << kernel_backlog(ln->fd());
+      },
+      {.workers = 2, .poller = GetParam()});
+  ln->close();
+  char c;
+  ssize_t r = ::recv(peer[1], &c, 1, 0);  // end of stream (closed from weft's queue) or a reset (the kernel's)
+  EXPECT_TRUE(r == 0 || (r < 0 && errno == ECONNRESET)) << "the waiting connection was not closed: " << r;
+  for (int fd : peer) ::close(fd);
+  ln.reset();
+  EXPECT_EQ(net_test::open_fds(), fds_before);
 }
 
 INSTANTIATE_TEST_SUITE_P(Pollers, Completion, ::testing::Values(Options::Poller::Epoll, Options::Poller::IoUring),
