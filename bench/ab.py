@@ -23,10 +23,15 @@ Benchmarks (lower is better for every metric, except round trips/s):
   echo w=1|2            examples/echo_server against bench/loadgen (64-byte
                         messages, --echo-conns connections, --seconds s):
                         server CPU us per round trip and p99, as net_bench.py
-                        measures them (its run_echo is reused)
+                        measures them (its run_echo is reused); with
+                        --echo-churn each connection makes one round trip and
+                        is replaced (net_bench.py --only churn): per connection;
+                        --echo-poller io_uring runs the servers with
+                        WEFT_POLLER=io_uring
 
 usage: bench/ab.py [--base 6efba2f] [--new HEAD|WORKTREE] [--reps 15] [--echo-reps 5]
                    [--seconds 5] [--echo-conns 100] [--echo-workers 1,2]
+                   [--echo-churn] [--echo-poller epoll|io_uring]
                    [--only micro|echo] [--threshold 3] [--keep] [--strict]
 --new WORKTREE measures the current checkout as it is, uncommitted edits
 included (built out of tree, in the temporary directory). Passing the same
@@ -114,8 +119,9 @@ def run_micro(build, binary, name, counter):
     raise Fatal(f"{exe}: benchmark {name} reported no counter {counter} (renamed?)")
 
 
-def echo_argv(build, workers):
-    return lambda port: [f"{build}/examples/echo_server", "--listen", f"127.0.0.1:{port}", "--workers", str(workers)]
+def echo_argv(build, workers, poller="epoll"):
+    return lambda port: ["env", f"WEFT_POLLER={poller}", f"{build}/examples/echo_server", "--listen",
+                         f"127.0.0.1:{port}", "--workers", str(workers)]
 
 
 def build_rev(src, build, label):
@@ -157,6 +163,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=5, help="echo: seconds per run (default 5)")
     ap.add_argument("--echo-conns", type=int, default=100)
     ap.add_argument("--echo-workers", default="1,2", help="echo: worker counts, comma-separated (default 1,2)")
+    ap.add_argument("--echo-churn", action="store_true", help="echo: one round trip per connection (connection churn)")
+    ap.add_argument("--echo-poller", choices=["epoll", "io_uring"], default="epoll", help="echo: the servers' poller")
     ap.add_argument("--only", choices=["micro", "echo"], help="run only one family")
     ap.add_argument("--threshold", type=float, default=3.0, help="allowed cost in percent (default 3)")
     ap.add_argument("--keep", action="store_true", help="keep the worktrees and builds (prints where)")
@@ -219,20 +227,24 @@ def main():
                         record((label, counter, True, True), side, run_micro(builds[side], binary, name, counter))
                 print(f"   round {i + 1}/{a.reps} done", flush=True)
         if a.only != "micro":
-            print(f"\n-- echo, {a.echo_reps} rounds of {a.seconds:g} s, {a.echo_conns} conns, workers "
+            kind = "churn" if a.echo_churn else "echo"
+            unit = "cpu_us_per_conn" if a.echo_churn else "cpu_us_per_rt"
+            print(f"\n-- {kind} ({a.echo_poller}), {a.echo_reps} rounds of {a.seconds:g} s, {a.echo_conns} conns, workers "
                   f"{','.join(map(str, echo_workers))}", flush=True)
             for i in range(a.echo_reps):
                 for w in echo_workers:
                     for side in order(i):
                         try:
-                            r = net_bench.run_echo(loadgen, echo_argv(builds[side], w), a.echo_conns, a.seconds)
+                            r = net_bench.run_echo(loadgen, echo_argv(builds[side], w, a.echo_poller), a.echo_conns,
+                                                   a.seconds, churn=a.echo_churn)
                         except (RuntimeError, subprocess.SubprocessError) as e:
-                            raise Fatal(f"echo w={w} on {side}: {type(e).__name__}: {e}")
+                            raise Fatal(f"{kind} w={w} on {side}: {type(e).__name__}: {e}")
                         if r["rps"] <= 0:
-                            raise Fatal(f"echo w={w} on {side}: no round trip in {a.seconds:g} s")
-                        record((f"echo w={w} c={a.echo_conns}", "cpu_us_per_rt", True, True), side, r["cpu_us"])
-                        record((f"echo w={w} c={a.echo_conns}", "p99_us", True, True), side, r["p99"])
-                        record((f"echo w={w} c={a.echo_conns}", "round_trips_per_s", False, False), side, r["rps"])
+                            raise Fatal(f"{kind} w={w} on {side}: no round trip in {a.seconds:g} s")
+                        key = f"{kind} {a.echo_poller} w={w} c={a.echo_conns}"
+                        record((key, unit, True, True), side, r["cpu_us"])
+                        record((key, "p99_us", True, True), side, r["p99"])
+                        record((key, "round_trips_per_s", False, False), side, r["rps"])
                 print(f"   round {i + 1}/{a.echo_reps} done", flush=True)
 
         limit = 1 + a.threshold / 100
