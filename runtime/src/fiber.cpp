@@ -506,9 +506,13 @@ void run_main(const Options& opts, void (*entry)(void*), void* arg) {
   monitor.join();  // first: it starts spares
   r.wake_all_workers();
   for (unsigned i = 0; i < r.started_workers(); i++) r.workers[i]->thread.join();
+  // Outside wakes still in flight (park.cpp: ready) end before the poller
+  // goes: their inject()'s wakep() may wake it (found by TSan: a
+  // blocking-pool thread wrote the poller's eventfd while this thread
+  // closed it). Each was counted before its fiber could end.
+  while (r.ext_inflight.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   r.poller.store(nullptr, std::memory_order_release);
   r.poller_owner.reset();
-  while (r.ext_inflight.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   if (r.opts.dump_on_sigquit) sigaction(SIGQUIT, &old_quit, nullptr);
   record_teardown(r);
   if (r.deadlocked.load(std::memory_order_acquire))
