@@ -91,6 +91,15 @@
 // - wait_readable's receive fills the stash (PollDesc, above) with a
 //   provided buffer, one receive at a time per descriptor (`receiving`);
 //   other waiters queue on rd.q and are woken when it completes.
+// - A listener's multishot accept (uring_accept, AcceptQueue) outlives the
+//   accept calls: armed under lock by the call that found its queue empty,
+//   it holds one op bracket (the count) until its last completion
+//   (complete_accept, no IORING_CQE_F_MORE), which ends it with op_end.
+//   Its completions push fds to the queue under lock, or close them when
+//   the incarnation has closed (the seq in their user_data is not the
+//   descriptor's). close_desc detaches the queue under lock (closing its
+//   fds after unlocking), shuts the socket down and queues a cancel; the
+//   fd closes at that last completion. Accept callers park on rd.q.
 // Lock order: PollDesc::lock -> Ring::sq_lock_ (queueing an SQE or a
 // cancel) -> nothing; the ring's kick (a system call when a worker is
 // blocked in the ring's wait) comes after PollDesc::lock is released
