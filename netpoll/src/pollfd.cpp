@@ -679,6 +679,25 @@ void prep_recv_pool(io_uring_sqe* sqe, void* ctx) {
   sqe->buf_group = Ring::kPoolGroup;
 }
 
+// Parks on rd.q, g (pd->lock) held on entry and on return: until a
+// completion wakes one waiter, or a close or deadline every waiter
+// (wake_all); the caller looks again. Throws weft::Cancelled (unlocked)
+// when the fiber is cancelled. kick: a ring to kick once unlocked.
+void park_on_rd(std::unique_lock<weft::detail::SpinLock>& g, PollDesc* pd, Ring* kick) {
+  IoWaiter w;
+  w.parker = rt::prepare_park(WaitKind::IoRead, pd);
+  push_back(pd->rd.q, &w);
+  g.unlock();
+  if (kick) kick->kick();
+  WakeReason r = rt::park(w.parker);
+  g.lock();
+  if (w.queued) remove(pd->rd.q, &w);
+  if (r == WakeReason::Cancel) {
+    g.unlock();
+    rt::throw_unwind();
+  }
+}
+
 // Under pd->lock: the fibers waiting for another's receive look again.
 void wake_receivers(PollDesc* pd) noexcept {
   while (IoWaiter* w = pop_front(pd->rd.q)) rt::unpark(w->parker, WakeReason::Event);
@@ -698,17 +717,7 @@ void uring_wait_readable(PollDesc* pd, std::uint32_t seq, const char* op) {
       if (u->receiving) {
         // Another fiber's receive is in flight: wait for its completion
         // (it wakes this queue), then look again.
-        IoWaiter w;
-        w.parker = rt::prepare_park(WaitKind::IoRead, pd);
-        push_back(pd->rd.q, &w);
-        g.unlock();
-        WakeReason r = rt::park(w.parker);
-        g.lock();
-        if (w.queued) remove(pd->rd.q, &w);
-        if (r == WakeReason::Cancel) {
-          g.unlock();
-          rt::throw_unwind();
-        }
+        park_on_rd(g, pd, nullptr);
         continue;
       }
       u->receiving = true;
@@ -794,18 +803,7 @@ long uring_accept(PollDesc* pd, std::uint32_t seq, const char* op) {
     }
     // Parked until a connection comes, the request ends, or a close or
     // deadline wakes every waiter (wake_all): look again.
-    IoWaiter w;
-    w.parker = rt::prepare_park(WaitKind::IoRead, pd);
-    push_back(pd->rd.q, &w);
-    g.unlock();
-    if (kick) ring->kick();
-    WakeReason r = rt::park(w.parker);
-    g.lock();
-    if (w.queued) remove(pd->rd.q, &w);
-    if (r == WakeReason::Cancel) {
-      g.unlock();
-      rt::throw_unwind();
-    }
+    park_on_rd(g, pd, kick ? ring : nullptr);
   }
 }
 #else

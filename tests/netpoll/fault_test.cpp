@@ -37,33 +37,6 @@ using weft::net::TcpStream;
 
 namespace {
 
-// A blocking client socket connected to "127.0.0.1:port", with 5 s
-// timeouts on both directions. Returns -1 on failure.
-int raw_connect(const std::string& addr) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1))));
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  // The timeouts only after the connect: on an io_uring runtime this
-  // worker thread may have submitted the listener's multishot accept, and
-  // our own SYN makes the kernel queue the accept's task work to this
-  // thread, which interrupts a blocking connect. Without a send timeout
-  // the kernel restarts the connect transparently; with one it fails with
-  // EINTR (net/ipv4/af_inet.c, sock_intr_errno).
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
 // Closes with a reset (RST) instead of a FIN.
 void reset_close(int fd) {
   linger lg{1, 0};
@@ -99,7 +72,7 @@ TEST_P(Fault, PeerResetWhileReading) {
       [] {
         auto ln = TcpListener::listen("127.0.0.1:0");
         std::thread peer([addr = ln.local_addr()] {
-          int fd = raw_connect(addr);
+          int fd = net_test::raw_connect(addr);
           if (fd < 0) return;
           char c;
           (void)::recv(fd, &c, 1, 0);               // the weft side is about to read
@@ -127,7 +100,7 @@ TEST_P(Fault, PeerResetWhileWriting) {
       [] {
         auto ln = TcpListener::listen("127.0.0.1:0");
         std::thread peer([addr = ln.local_addr()] {
-          int fd = raw_connect(addr);
+          int fd = net_test::raw_connect(addr);
           if (fd < 0) return;
           raw_recv(fd, 256 * 1024);
           std::this_thread::sleep_for(20ms);  // the weft side fills the buffers and parks
@@ -160,7 +133,7 @@ TEST_P(Fault, PeerHalfCloseThenReadsTheResponse) {
         const std::string response = pattern(1 << 20);
         std::string got;
         std::thread peer([addr = ln.local_addr(), &got, n = response.size()] {
-          int fd = raw_connect(addr);
+          int fd = net_test::raw_connect(addr);
           if (fd < 0) return;
           if (::send(fd, "request", 7, MSG_NOSIGNAL) == 7 && ::shutdown(fd, SHUT_WR) == 0) got = raw_recv(fd, n + 1);
           ::close(fd);
@@ -189,7 +162,7 @@ TEST_P(Fault, PeerTricklesOneByteAtATime) {
         const std::string msg = pattern(4096);
         std::string echo;
         std::thread peer([addr = ln.local_addr(), &msg, &echo] {
-          int fd = raw_connect(addr);
+          int fd = net_test::raw_connect(addr);
           if (fd < 0) return;
           for (std::size_t i = 0; i < msg.size(); i++) {
             if (::send(fd, &msg[i], 1, MSG_NOSIGNAL) != 1) break;
@@ -230,7 +203,7 @@ TEST_P(Fault, StalledPeerDeadlinesReleaseTheConnection) {
           std::vector<int> peers;
           std::vector<TcpStream> conns;
           for (int i = 0; i < kConns; i++) {
-            peers.push_back(raw_connect(ln.local_addr()));  // completes in the backlog at once
+            peers.push_back(net_test::raw_connect(ln.local_addr()));  // completes in the backlog at once
             ASSERT_GE(peers.back(), 0);
             conns.push_back(ln.accept());
           }

@@ -6,7 +6,9 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -115,6 +117,33 @@ inline Pair connect_pair(weft::net::TcpListener& ln, std::chrono::nanoseconds bo
   p.s = ln.accept();
   for (weft::net::TcpStream* t : {&p.c, &p.s}) t->set_deadline(weft::Clock::now() + bound);
   return p;
+}
+
+// A blocking client socket connected to "127.0.0.1:port", with 5 s
+// timeouts on both directions. Returns -1 on failure.
+inline int raw_connect(const std::string& addr) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1))));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // The timeouts only after the connect: on an io_uring runtime this
+  // worker thread may have submitted the listener's multishot accept, and
+  // our own SYN makes the kernel queue the accept's task work to this
+  // thread, which interrupts a blocking connect. Without a send timeout
+  // the kernel restarts the connect transparently; with one it fails with
+  // EINTR (net/ipv4/af_inet.c, sock_intr_errno).
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return fd;
 }
 
 }  // namespace net_test

@@ -374,27 +374,6 @@ TEST_P(Completion, ACompletionOwedToAWorkerThatOnlySwitchesFibersArrives) {
 
 // ---- a listener's multishot accept (io_uring) and the same contract on epoll ----
 
-int port_of(const std::string& addr) { return std::stoi(addr.substr(addr.rfind(':') + 1)); }
-
-// A blocking loopback connection from a plain thread (never a worker's: see
-// fault_test.cpp's raw_connect), with 5 s timeouts set after the connect.
-int plain_connect(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<std::uint16_t>(port));
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
 // The connections waiting in a listening socket's kernel accept queue
 // (TCP_INFO reports it as tcpi_unacked for a listener).
 int kernel_backlog(int listen_fd) {
@@ -440,14 +419,14 @@ TEST_P(Completion, AcceptAheadBeyondItsBoundStopsRearmsAndTakesEveryConnectionOn
         const bool ring = GetParam() == Options::Poller::IoUring;
         auto ln = TcpListener::listen("127.0.0.1:0");
         ln.set_deadline(Clock::now() + 20s);  // a failed peer ends the test with Timeout, not a hang
-        const int port = port_of(ln.local_addr());
+        const std::string addr = ln.local_addr();
         constexpr int kFirst = 70, kTotal = 150;
         std::atomic<bool> first_in{false}, go_on{false};
         std::atomic<int> failed{0};
         std::vector<int> peer(kTotal, -1);
         std::thread peers([&] {
           auto open = [&](int i) {
-            peer[i] = plain_connect(port);
+            peer[i] = net_test::raw_connect(addr);
             std::uint32_t id = static_cast<std::uint32_t>(i);
             if (peer[i] < 0 || ::write(peer[i], &id, sizeof id) != sizeof id) failed++;
           };
@@ -502,9 +481,9 @@ TEST_P(Completion, ClosingAListenerClosesWhatItAcceptedAheadAndFreesThePort) {
         {
           auto ln = TcpListener::listen("127.0.0.1:0");
           ln.set_deadline(Clock::now() + 20s);
-          const int port = port_of(ln.local_addr());
+          const std::string addr = ln.local_addr();
           std::thread peers([&] {
-            for (int i = 0; i < kPeers; i++) peer[i] = plain_connect(port);
+            for (int i = 0; i < kPeers; i++) peer[i] = net_test::raw_connect(addr);
             connected = true;
             auto until = std::chrono::steady_clock::now() + 20s;
             while (!closed.load() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
@@ -519,7 +498,7 @@ TEST_P(Completion, ClosingAListenerClosesWhatItAcceptedAheadAndFreesThePort) {
           ASSERT_TRUE(flag_set(connected));
           EXPECT_TRUE(backlog_reaches(ln, ring ? 0 : kPeers - 1)) << "kernel queue: " << kernel_backlog(ln.fd());
           ln.close();
-          EXPECT_NO_THROW(TcpListener::listen("127.0.0.1:" + std::to_string(port)).close())
+          EXPECT_NO_THROW(TcpListener::listen(addr).close())
               << "the port is still taken after the listener closed";
           closed = true;
           EXPECT_TRUE(flag_set(read_done));
@@ -549,10 +528,10 @@ TEST_P(Completion, ARuntimeEndingWithAnAcceptArmedLeavesNoDescriptor) {
         const bool ring = GetParam() == Options::Poller::IoUring;
         ln.emplace(TcpListener::listen("127.0.0.1:0"));
         ln->set_deadline(Clock::now() + 20s);
-        const int port = port_of(ln->local_addr());
+        const std::string addr = ln->local_addr();
         std::atomic<bool> connected{false};
         std::thread peers([&] {
-          for (int& p : peer) p = plain_connect(port);
+          for (int& p : peer) p = net_test::raw_connect(addr);
           connected = true;
         });
         ASSERT_TRUE(flag_set(connected));
