@@ -123,11 +123,13 @@ std::uint32_t seq_locked(const PollDesc* pd) {
 // tagged (low bits 2: a UringOp's address has them 0, kIgnore and kWake are
 // 0 and 1), so that one cancel finds it and a late completion knows whom
 // it was for.
+#ifdef WEFT_IO_URING
 constexpr std::uint64_t kAcceptTag = 2;
 std::uint64_t accept_ud(const PollDesc* pd, std::uint32_t seq) {
   return (std::uint64_t{seq} << 32) | (std::uint64_t{pd->index} << 3) | kAcceptTag;
 }
 static_assert(alignof(UringOp) >= 8 && Pool::kChunk * Pool::kMaxChunks <= (1u << 29));
+#endif
 
 // ---- the waiter queue of a direction (all under pd->lock) ----------------------------
 
